@@ -1,0 +1,165 @@
+"""The VPD monocular depth model: backbone (scene-conditioned) + fusion and deconvolution head."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from vpd.modeling.backbone import BackboneConfig, LatentEncoder, VPDBackbone
+from vpd.modeling.heads.depth import VPDDepthHead
+from vpd.modeling.hub import PretrainedModel
+from vpd.modeling.outputs import DepthOutput
+from vpd.modeling.stable_diffusion import (
+    TINY_UNET_CONFIG,
+    TINY_VAE_CONFIG,
+    clean_component_config,
+    load_clip_text_encoder,
+    load_stable_diffusion,
+)
+from vpd.modeling.text_encoder import encode_class_names, random_class_embeddings
+
+
+def _nyu_backbone() -> BackboneConfig:
+    from vpd.data.classes import NYU_SCENE_CLASSES
+
+    return BackboneConfig(class_names=NYU_SCENE_CLASSES, conditioning="scene")
+
+
+@dataclass(frozen=True)
+class VPDDepthConfig:
+    """Architecture of :class:`VPDDepth` (defaults: the official NYUv2 model on SD-1.5).
+
+    Attributes:
+        backbone: the backbone; depth conditions on one scene token per image.
+        max_depth: metres; the output is ``sigmoid(.) * max_depth`` (10 NYUv2, 80 KITTI).
+        fused_channels: width of the fused stride-32 map.
+        deconv_channels: widths of the head's deconvolutions.
+        head_channels: width of the head's full-resolution convolutions.
+    """
+
+    backbone: BackboneConfig = field(default_factory=_nyu_backbone)
+    max_depth: float = 10.0
+    fused_channels: int = 1536
+    deconv_channels: tuple[int, ...] = (32, 32, 32)
+    head_channels: int = 192
+
+
+class VPDDepth(PretrainedModel):
+    """VPD depth estimation.
+
+    Example:
+        >>> model = VPDDepth.from_pretrained("path/or/hub-id")          # doctest: +SKIP
+        >>> depth = model(images, class_ids=torch.tensor([6])).depth     # doctest: +SKIP
+
+    Args:
+        config: the architecture.
+        backbone: a ready backbone (e.g. with Stable Diffusion weights); built from ``config`` when None.
+    """
+
+    model_type: ClassVar[str] = "vpd_depth"
+    config_class: ClassVar[type] = VPDDepthConfig
+    backbone: VPDBackbone
+    head: VPDDepthHead
+
+    def __init__(self, config: VPDDepthConfig, backbone: VPDBackbone | None = None) -> None:
+        super().__init__()
+        if config.backbone.conditioning != "scene" or config.backbone.attention_maps:
+            raise ValueError("VPD depth conditions on one scene token per image, without attention maps")
+        self.config = config
+        self.backbone = backbone if backbone is not None else VPDBackbone(config.backbone)
+        self.head = VPDDepthHead(
+            config.backbone.feature_channels,
+            fused_channels=config.fused_channels,
+            deconv_channels=config.deconv_channels,
+            head_channels=config.head_channels,
+            max_depth=config.max_depth,
+        )
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.config.backbone.class_names
+
+    def forward(self, images: torch.Tensor, class_ids: torch.Tensor | None = None) -> DepthOutput:
+        """Predicts metric depth.
+
+        Args:
+            images: ``[B, 3, H, W]`` RGB in [0, 1]; any size (padded to a multiple of 64 inside, cropped back).
+            class_ids: ``[B]`` scene class indices into ``class_names``; -1 or None: the mean class embedding.
+
+        Returns:
+            :class:`DepthOutput` with ``depth`` ``[B, 1, H, W]`` in metres.
+        """
+        features = self.backbone(images, class_ids=class_ids)
+        return DepthOutput(depth=self.head(features.features, features.image_size))
+
+
+def build_vpd_depth(
+    config: VPDDepthConfig | None = None,
+    *,
+    stable_diffusion: str | os.PathLike[str] | None = None,
+    text_encoder: str | os.PathLike[str] | None = None,
+    class_embeddings: str = "clip",
+    seed: int = 0,
+    **load_kwargs: Any,
+) -> VPDDepth:
+    """Builds a VPD depth model, optionally on pretrained Stable Diffusion weights.
+
+    Args:
+        config: the architecture (default: official NYUv2). With ``stable_diffusion``, its UNet/VAE configs are
+            replaced by the loaded model's.
+        stable_diffusion: a diffusers folder, hub id or single-file checkpoint (see ``load_stable_diffusion``).
+        text_encoder: where to load CLIP from for the class embeddings (default: ``stable_diffusion`` itself when it
+            is a diffusers folder or hub id).
+        class_embeddings: ``"clip"`` (encode ``class_names`` with CLIP) or ``"random"`` (seeded N(0,1) rows, for
+            models without any CLIP at hand).
+        seed: seed of the random initialisation (head, adapter, random class embeddings).
+        load_kwargs: passed to ``load_stable_diffusion`` (``local_files_only``, ``original_config``, ...).
+    """
+    config = config or VPDDepthConfig()
+    torch.manual_seed(seed)
+    backbone = None
+    if stable_diffusion is not None:
+        parts = load_stable_diffusion(stable_diffusion, **load_kwargs)
+        bcfg = dataclasses.replace(
+            config.backbone,
+            unet=clean_component_config(parts.unet.config),
+            vae=clean_component_config(parts.vae.config),
+        )
+        config = dataclasses.replace(config, backbone=bcfg)
+        backbone = VPDBackbone(bcfg, unet=parts.unet, vae=LatentEncoder.from_autoencoder(parts.vae))
+        del parts  # the VAE decoder is not referenced any more and is freed here
+    model = VPDDepth(config, backbone=backbone)
+    names = config.backbone.class_names
+    if class_embeddings == "random" or (
+        class_embeddings == "clip" and stable_diffusion is None and text_encoder is None
+    ):
+        model.backbone.class_embeddings.copy_(random_class_embeddings(len(names), config.backbone.text_dim, seed))
+    elif class_embeddings == "clip":
+        source = text_encoder or stable_diffusion
+        if source is None or (text_encoder is None and str(source).lower().endswith((".ckpt", ".safetensors"))):
+            raise ValueError(
+                "class embeddings need a CLIP text encoder: pass text_encoder= (e.g. openai/clip-vit-large-patch14)"
+            )
+        encoder, tokenizer = load_clip_text_encoder(source, local_files_only=load_kwargs.get("local_files_only"))
+        model.backbone.class_embeddings.copy_(encode_class_names(names, encoder, tokenizer))
+    else:
+        raise ValueError(f"class_embeddings must be 'clip' or 'random', got {class_embeddings!r}")
+    return model
+
+
+def tiny_vpd_depth_config(class_names: tuple[str, ...] | None = None, max_depth: float = 10.0) -> VPDDepthConfig:
+    """A small SD-shaped VPD depth model (~3M parameters) for tests and the CPU demo."""
+    base = _nyu_backbone()
+    backbone = dataclasses.replace(
+        base,
+        unet=dict(TINY_UNET_CONFIG),
+        vae=dict(TINY_VAE_CONFIG),
+        class_names=class_names if class_names is not None else base.class_names,
+    )
+    return VPDDepthConfig(
+        backbone=backbone, max_depth=max_depth, fused_channels=128, deconv_channels=(32, 32, 32), head_channels=32
+    )

@@ -1,0 +1,85 @@
+"""Class embeddings from class names with a CLIP text encoder (transformers), as VPD computes them.
+
+Each class name (underscores read as spaces) fills the 80 CLIP ImageNet prompt templates; the text encoder's pooled
+output (final-LayerNorm EOS token, no projection) is averaged over templates. Official checkpoints ship their own
+embeddings, which re-encoding does not reproduce bit for bit, so converters keep the shipped ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+# The 80 prompt templates of CLIP's ImageNet zero-shot evaluation.
+CLIP_IMAGENET_TEMPLATES: tuple[str, ...] = (
+    "a bad photo of a {}.", "a photo of many {}.", "a sculpture of a {}.", "a photo of the hard to see {}.",
+    "a low resolution photo of the {}.", "a rendering of a {}.", "graffiti of a {}.", "a bad photo of the {}.",
+    "a cropped photo of the {}.", "a tattoo of a {}.", "the embroidered {}.", "a photo of a hard to see {}.",
+    "a bright photo of a {}.", "a photo of a clean {}.", "a photo of a dirty {}.", "a dark photo of the {}.",
+    "a drawing of a {}.", "a photo of my {}.", "the plastic {}.", "a photo of the cool {}.",
+    "a close-up photo of a {}.", "a black and white photo of the {}.", "a painting of the {}.",
+    "a painting of a {}.", "a pixelated photo of the {}.", "a sculpture of the {}.", "a bright photo of the {}.",
+    "a cropped photo of a {}.", "a plastic {}.", "a photo of the dirty {}.", "a jpeg corrupted photo of a {}.",
+    "a blurry photo of the {}.", "a photo of the {}.", "a good photo of the {}.", "a rendering of the {}.",
+    "a {} in a video game.", "a photo of one {}.", "a doodle of a {}.", "a close-up photo of the {}.",
+    "a photo of a {}.", "the origami {}.", "the {} in a video game.", "a sketch of a {}.", "a doodle of the {}.",
+    "a origami {}.", "a low resolution photo of a {}.", "the toy {}.", "a rendition of the {}.",
+    "a photo of the clean {}.", "a photo of a large {}.", "a rendition of a {}.", "a photo of a nice {}.",
+    "a photo of a weird {}.", "a blurry photo of a {}.", "a cartoon {}.", "art of a {}.", "a sketch of the {}.",
+    "a embroidered {}.", "a pixelated photo of a {}.", "itap of the {}.", "a jpeg corrupted photo of the {}.",
+    "a good photo of a {}.", "a plushie {}.", "a photo of the nice {}.", "a photo of the small {}.",
+    "a photo of the weird {}.", "the cartoon {}.", "art of the {}.", "a drawing of the {}.",
+    "a photo of the large {}.", "a black and white photo of a {}.", "the plushie {}.", "a dark photo of a {}.",
+    "itap of a {}.", "graffiti of the {}.", "a toy {}.", "itap of my {}.", "a photo of a cool {}.",
+    "a photo of a small {}.", "a tattoo of the {}.",
+)  # fmt: skip
+
+
+@torch.inference_mode()
+def encode_class_names(
+    class_names: Sequence[str],
+    text_encoder: Any,
+    tokenizer: Any,
+    templates: Sequence[str] = CLIP_IMAGENET_TEMPLATES,
+    max_length: int | None = None,
+) -> torch.Tensor:
+    """CLIP class embeddings ``[len(class_names), hidden_size]`` (float32, on CPU).
+
+    Args:
+        class_names: e.g. NYU scene names; ``_`` is read as a space ("living_room" -> "living room").
+        text_encoder: a transformers ``CLIPTextModel``.
+        tokenizer: its ``CLIPTokenizer``.
+        templates: prompt templates with one ``{}``.
+        max_length: token length (default: the tokenizer's, 77 for CLIP); prompts are padded and truncated to it.
+    """
+    if not class_names:
+        raise ValueError("class_names is empty")
+    length = max_length or int(getattr(tokenizer, "model_max_length", 77))
+    length = min(length, int(text_encoder.config.max_position_embeddings))
+    device = next(text_encoder.parameters()).device
+    rows = []
+    for name in class_names:
+        prompts = [template.format(name.replace("_", " ")) for template in templates]
+        tokens = tokenizer(prompts, padding="max_length", max_length=length, truncation=True, return_tensors="pt")
+        pooled = text_encoder(input_ids=tokens.input_ids.to(device)).pooler_output
+        rows.append(pooled.float().mean(dim=0).cpu())
+    return torch.stack(rows)
+
+
+@torch.inference_mode()
+def encode_texts(texts: Sequence[str], text_encoder: Any, tokenizer: Any, max_length: int) -> torch.Tensor:
+    """CLIP token features ``[len(texts), max_length, hidden_size]`` (``last_hidden_state``, padding included)."""
+    device = next(text_encoder.parameters()).device
+    tokens = tokenizer(list(texts), padding="max_length", max_length=max_length, truncation=True, return_tensors="pt")
+    return text_encoder(input_ids=tokens.input_ids.to(device)).last_hidden_state.float().cpu()
+
+
+def random_class_embeddings(num_classes: int, dim: int, seed: int = 0) -> torch.Tensor:
+    """Seeded N(0, 1) rows: distinct class tokens when no CLIP text encoder is at hand (tiny models, the demo).
+
+    Real CLIP ViT-L/14 class embeddings have a norm of about 28 per row, which N(0, 1) rows of width 768 match.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(num_classes, dim, generator=generator)
