@@ -1,0 +1,249 @@
+"""``vpd predict``: depth maps for image files and folders, written as 16-bit PNG, .npy and/or a colour picture.
+
+For every input image ``<root>/<rel>/<name>.<ext>`` the outputs are ``<output>/<rel>/<name>_depth.png`` (uint16,
+millimetres; 1/256 m, the KITTI convention, for models whose ``max_depth`` exceeds 65.535 m; see ``--png-scale``),
+``<name>_depth.npy`` (float32 metres) and ``<name>_depth_color.png`` (near = red with the default Spectral map, range
+= the image's 2nd-98th depth percentiles): the folder structure below each input folder is kept; a file given
+directly lands in ``<output>`` itself. Every file is written atomically.
+
+Error policy: problems that make the whole run pointless (no images, a missing model, an unknown scene, two inputs
+that would write the same output, an output that would replace an input) stop before any prediction with one line and
+exit code 2. An image that cannot be read is skipped with one line naming it; the others are still predicted and the
+run ends with a list of the failures and exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+FORMATS = ("png16", "npy", "color")
+SUFFIXES = {"png16": "_depth.png", "npy": "_depth.npy", "color": "_depth_color.png"}
+COLORMAP_NAMES = ("spectral", "turbo", "gray")  # vpd.inference.visualize.COLORMAPS, without importing numpy here
+
+
+@dataclass(frozen=True)
+class _Job:
+    source: str  # the image file
+    stem: str  # output path without suffix, relative to --output
+
+
+def _int_at_least(minimum: int, what: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer {what}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer {what}, got {value}")
+        return value
+
+    return parse
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
+    unknown = [n for n in names if n not in FORMATS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {','.join(FORMATS)}, got {text!r}")
+    return names
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="predict depth maps for images and folders",
+        description="Predict metric depth for image files and folders (searched recursively) with a VPD depth model.",
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders of images")
+    parser.add_argument(
+        "--model",
+        required=True,
+        metavar="PATH_OR_HUB_ID",
+        help="checkpoint folder (config.json + model.safetensors) or hub id",
+    )
+    parser.add_argument("--output", "-o", required=True, metavar="DIR", help="output folder (created)")
+    parser.add_argument(
+        "--scene",
+        default=None,
+        metavar="NAME",
+        help="scene class name (or index) to condition on, e.g. bedroom for NYUv2 models; "
+        "default: the mean of all class embeddings (unknown scene)",
+    )
+    parser.add_argument("--flip", action="store_true", help="average with the horizontally flipped prediction")
+    parser.add_argument(
+        "--windows",
+        metavar="N",
+        type=_int_at_least(1, ">= 1"),
+        default=None,
+        help="sliding square windows along the longer side (official NYUv2 test: 2); default: whole image",
+    )
+    parser.add_argument(
+        "--processing-resolution",
+        metavar="N",
+        type=_int_at_least(0, ">= 0"),
+        default=0,
+        help="resize so the longer side has N pixels before the model, depth resized back; 0 (default): native",
+    )
+    parser.add_argument(
+        "--batch-size",
+        metavar="N",
+        type=_int_at_least(1, ">= 1"),
+        default=1,
+        help="images (and crops) per model call (default 1)",
+    )
+    parser.add_argument(
+        "--device", default="auto", metavar="DEVICE", help="cpu, cuda, cuda:1, mps, ...; default: cuda when available"
+    )
+    parser.add_argument("--bf16", action="store_true", help="run the model in bfloat16 (faster, ~1e-2 relative error)")
+    parser.add_argument(
+        "--formats",
+        metavar="LIST",
+        type=_formats,
+        default=FORMATS,
+        help="comma-separated outputs: png16 (uint16 PNG), npy (float32 metres), color (colour PNG); default: all",
+    )
+    parser.add_argument(
+        "--cmap", choices=COLORMAP_NAMES, default="spectral", help="colour map of the colour PNG (spectral: near = red)"
+    )
+    parser.add_argument(
+        "--png-scale",
+        metavar="UNITS",
+        type=float,
+        default=None,
+        help="16-bit PNG units per metre; default 1000 (millimetres), or 256 (KITTI convention) for models whose "
+        "max_depth exceeds the 65.535 m that millimetres can hold",
+    )
+    parser.set_defaults(run=run)
+
+
+def _is_within(path: str, folder: str) -> bool:
+    try:
+        return os.path.commonpath([path, folder]) == folder
+    except ValueError:  # different drives on Windows
+        return False
+
+
+def collect_jobs(inputs: list[str], output: str) -> list[_Job]:
+    """The images to predict and their output stems, checked for collisions before any work is done.
+
+    Raises:
+        FileNotFoundError: an input does not exist.
+        ValueError: no images, two inputs mapping to the same output, or an output that is an input file.
+    """
+    from vpd.data.io import list_images
+
+    out_real = os.path.realpath(output)
+    jobs: list[_Job] = []
+    for entry in inputs:
+        if os.path.isdir(entry):
+            files = list_images(entry, recursive=True)
+            if out_real != os.path.realpath(entry):
+                # A previous run's outputs in a sub-folder of an input folder must not become inputs of this one.
+                # (With --output equal to the input folder, they would be refused below as overwriting inputs.)
+                files = [f for f in files if not _is_within(os.path.realpath(f), out_real)]
+            if not files:
+                raise ValueError(f"{entry}: no image files outside the output folder {output}")
+            for path in files:
+                relative = os.path.relpath(path, entry)  # list_images joins onto entry: no '..' even via symlinks
+                jobs.append(_Job(path, os.path.splitext(relative)[0]))
+        elif os.path.exists(entry):
+            jobs.append(_Job(entry, os.path.splitext(os.path.basename(entry))[0]))
+        else:
+            raise FileNotFoundError(f"{entry}: no such file or folder")
+
+    seen: dict[str, str] = {}
+    for job in jobs:
+        key = os.path.normcase(os.path.normpath(job.stem))
+        if key in seen:
+            raise ValueError(
+                f"{seen[key]} and {job.source} would both write {os.path.join(output, job.stem)}_depth.*; "
+                "rename one or predict them in separate runs"
+            )
+        seen[key] = job.source
+    sources = {os.path.realpath(job.source) for job in jobs}
+    for job in jobs:
+        for suffix in SUFFIXES.values():
+            target = os.path.realpath(os.path.join(output, job.stem + suffix))
+            if target in sources:
+                raise ValueError(f"output {target} would overwrite an input image; choose another --output")
+    return jobs
+
+
+def _resolve_device(name: str) -> str:
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from vpd.data.io import read_image, save_npy_atomic, write_depth_png, write_png_atomic
+    from vpd.inference.predictor import DepthPredictor
+    from vpd.inference.visualize import colorize_depth
+
+    start = time.perf_counter()
+    jobs = collect_jobs(args.inputs, args.output)  # cheap checks first: fail before loading a large model
+
+    dtype = torch.bfloat16 if args.bf16 else None
+    predictor = DepthPredictor.from_pretrained(args.model, device=_resolve_device(args.device), dtype=dtype)
+    scene: str | int | None = args.scene
+    if isinstance(scene, str) and scene not in predictor.class_names and scene.lstrip("-").isdigit():
+        scene = int(scene)
+    predictor.resolve_scene(scene)  # an unknown scene fails here, before any image is read
+    max_depth = float(predictor.model.config.max_depth)
+    png_scale = args.png_scale if args.png_scale is not None else (1000.0 if max_depth <= 65.535 else 256.0)
+    if png_scale <= 0:
+        raise ValueError(f"--png-scale must be > 0, got {png_scale}")
+
+    failures: list[str] = []
+    done = 0
+    with tqdm(total=len(jobs), unit="image", file=sys.stderr, disable=None, dynamic_ncols=True) as progress:
+        for first in range(0, len(jobs), args.batch_size):
+            batch, images = [], []
+            for job in jobs[first : first + args.batch_size]:
+                try:
+                    images.append(read_image(job.source))
+                    batch.append(job)
+                except (ValueError, OSError) as err:
+                    failures.append(job.source)
+                    tqdm.write(f"vpd predict: skipped {err}", file=sys.stderr)
+                    progress.update(1)
+            if not batch:
+                continue
+            predictions = predictor(
+                images,
+                scene=scene,
+                flip=args.flip,
+                windows=args.windows,
+                processing_resolution=args.processing_resolution,
+                batch_size=args.batch_size,
+            )
+            for job, prediction in zip(batch, predictions, strict=True):
+                depth = np.asarray(prediction.depth)  # float32 [H, W] metres (output_type="np")
+                target = os.path.join(args.output, job.stem)
+                if "png16" in args.formats:
+                    write_depth_png(target + SUFFIXES["png16"], depth, scale=png_scale)
+                if "npy" in args.formats:
+                    save_npy_atomic(target + SUFFIXES["npy"], depth)
+                if "color" in args.formats:
+                    write_png_atomic(target + SUFFIXES["color"], colorize_depth(depth, cmap=args.cmap))
+                done += 1
+                progress.update(1)
+
+    seconds = time.perf_counter() - start
+    print(f"vpd predict: {done} image{'s' * (done != 1)} in {seconds:.1f} s -> {args.output}")
+    if failures:
+        shown = ", ".join(failures[:5]) + (f" (+{len(failures) - 5} more)" if len(failures) > 5 else "")
+        print(f"vpd predict: {len(failures)} of {len(jobs)} images could not be read: {shown}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,36 @@
+"""Inference: the depth predictor, test-time augmentation and visualisation.
+
+``DepthPredictor`` / ``DepthPrediction`` are imported on first use, so ``vpd.inference.tta`` and
+``vpd.inference.visualize`` stay light (no diffusers import) for code that only needs them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from vpd.inference.tta import predict_depth_tta, sliding_windows
+from vpd.inference.visualize import COLORMAPS, colorize, colorize_depth, colorize_error, get_colormap, make_panel
+
+if TYPE_CHECKING:
+    from vpd.inference.predictor import DepthPrediction, DepthPredictor
+
+__all__ = [
+    "COLORMAPS",
+    "DepthPrediction",
+    "DepthPredictor",
+    "colorize",
+    "colorize_depth",
+    "colorize_error",
+    "get_colormap",
+    "make_panel",
+    "predict_depth_tta",
+    "sliding_windows",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("DepthPredictor", "DepthPrediction"):
+        from vpd.inference import predictor
+
+        return getattr(predictor, name)
+    raise AttributeError(f"module 'vpd.inference' has no attribute {name!r}")
