@@ -41,6 +41,7 @@ def test_defaults_yaml_and_overrides(tmp_path):
         extra={"k": 3},
     )
     assert load_config(Recipe, path, ["pretrained=null"]).pretrained is None
+    assert load_config(Recipe, None, ["optim.lr=1e-3"]).optim.lr == 1e-3  # YAML 1.1 would keep "1e-3" a string
     assert from_dict(Recipe, to_dict(recipe)) == recipe
 
 

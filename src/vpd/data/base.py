@@ -101,19 +101,34 @@ def check_files(paths: Sequence[str], what: str, root: str) -> None:
 
 
 class EpochSampler(Sampler[int]):
-    """Shuffles each epoch with a generator seeded by ``(seed, epoch)`` and yields ``epoch * n + i``.
+    """An infinite stream of sample indices, reshuffled each epoch, sharded over processes, resumable.
 
-    Infinite; ``start`` skips that many samples from the very beginning (a resumed run passes the number of samples
-    already consumed), without loading them.
+    Epoch ``e`` visits the samples in a permutation seeded by ``(seed, e)``; the stream is the concatenation of the
+    epochs. Position ``p`` of the stream belongs to process ``p % world_size``, so with a per-process batch ``b``
+    the ``world_size`` processes together consume positions ``[t*B, (t+1)*B)`` at global step ``t`` (B = b *
+    world_size). ``start`` skips that many positions (a resumed run passes the positions already consumed) without
+    loading anything. Yields ``epoch * n + i`` so the dataset can seed augmentation by epoch and index.
     """
 
-    def __init__(self, num_samples: int, seed: int = 0, shuffle: bool = True, start: int = 0) -> None:
+    def __init__(
+        self,
+        num_samples: int,
+        seed: int = 0,
+        shuffle: bool = True,
+        start: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         if num_samples <= 0:
             raise ValueError("EpochSampler needs a non-empty dataset")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world size {world_size}")
         self.num_samples = num_samples
         self.seed = seed
         self.shuffle = shuffle
         self.start = start
+        self.rank = rank
+        self.world_size = world_size
 
     def order(self, epoch: int) -> np.ndarray:
         if not self.shuffle:
@@ -121,9 +136,11 @@ class EpochSampler(Sampler[int]):
         return np.random.default_rng([self.seed, epoch]).permutation(self.num_samples)
 
     def __iter__(self) -> Iterator[int]:
-        epoch, offset = divmod(self.start, self.num_samples)
+        n = self.num_samples
+        epoch, offset = divmod(self.start, n)
         while True:
             order = self.order(epoch)
-            for i in order[offset:]:
-                yield epoch * self.num_samples + int(i)
+            for k in range(offset, n):
+                if (epoch * n + k) % self.world_size == self.rank:
+                    yield epoch * n + int(order[k])
             epoch, offset = epoch + 1, 0

@@ -1,0 +1,47 @@
+"""Dataset kinds that recipes name (``data.train.kind``), built from ``args`` with one-line errors."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from vpd.configuration import ConfigError
+from vpd.data.base import DepthDataset, Transform
+
+
+def _kinds() -> dict[str, Callable[..., DepthDataset]]:
+    from vpd.data.folder import ImageFolderDepth
+    from vpd.data.kitti import KITTIEigen
+    from vpd.data.nyuv2 import NYUv2Labeled, NYUv2Sync
+    from vpd.data.synthetic import SyntheticDepthDataset
+
+    return {
+        "nyuv2_sync": NYUv2Sync,
+        "nyuv2_labeled": NYUv2Labeled,
+        "kitti_eigen": KITTIEigen,
+        "folder": ImageFolderDepth,
+        "synthetic": SyntheticDepthDataset,
+    }
+
+
+def dataset_kinds() -> list[str]:
+    return sorted(_kinds())
+
+
+def build_dataset(
+    kind: str, args: Mapping[str, Any], *, transform: Transform | None = None, seed: int = 0, where: str = "data"
+) -> DepthDataset:
+    """Builds dataset ``kind`` with ``args`` (its constructor's keyword arguments) plus the transform and seed."""
+    kinds = _kinds()
+    if kind not in kinds:
+        raise ConfigError(f"{where}.kind: unknown dataset {kind!r}; known: {', '.join(sorted(kinds))}")
+    cls = kinds[kind]
+    kwargs = {"seed": seed, **args, "transform": transform}  # a dataset's own seed (synthetic scenes) wins
+    signature = inspect.signature(cls)
+    try:
+        signature.bind(**kwargs)
+    except TypeError as err:
+        accepted = [n for n in signature.parameters if n not in ("transform", "self")]
+        raise ConfigError(f"{where}.args for {kind}: {err}; accepted: {', '.join(accepted)}") from None
+    return cls(**kwargs)

@@ -1,0 +1,60 @@
+"""The task protocol: everything task-specific that the trainer, the evaluator and the CLI need."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from vpd.data.base import Transform
+    from vpd.modeling.hub import PretrainedModel
+    from vpd.training.config import EvalConfig, RunConfig
+
+
+class Metrics(Protocol):
+    """Accumulates per-sample results; ``compute`` gives the dataset-level numbers."""
+
+    def update(self, prediction: torch.Tensor, batch: dict[str, Any]) -> None: ...
+    def compute(self) -> dict[str, float]: ...
+    def gather(self) -> None: ...
+    @property
+    def rows(self) -> list[dict[str, Any]]: ...
+
+
+class Task(ABC):
+    """One perception task. Subclasses are stateless; the trainer passes configs in."""
+
+    name: ClassVar[str]
+    primary_metric: ClassVar[str]
+    higher_is_better: ClassVar[bool]
+
+    @abstractmethod
+    def build_model(self, config: RunConfig, class_names: tuple[str, ...]) -> PretrainedModel:
+        """The model to train (from ``config.model``), for a dataset with these classes."""
+
+    @abstractmethod
+    def load_model(self, source: str, device: str | torch.device = "cpu") -> PretrainedModel:
+        """A trained model in vpd's format (folder or hub id)."""
+
+    @abstractmethod
+    def train_transform(self, config: RunConfig) -> Transform | None:
+        """Paired augmentation for training samples."""
+
+    @abstractmethod
+    def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Training loss of a batch (on the model's device) and scalars to log."""
+
+    @abstractmethod
+    def predict(self, model: torch.nn.Module, batch: dict[str, Any], config: EvalConfig) -> torch.Tensor:
+        """Evaluation-time prediction (with the configured test-time augmentation)."""
+
+    @abstractmethod
+    def metrics(self, config: EvalConfig) -> Metrics:
+        """A fresh accumulator implementing the task's evaluation protocol."""
+
+    @abstractmethod
+    def visualize(self, batch: dict[str, Any], prediction: torch.Tensor, index: int = 0) -> np.ndarray:
+        """A uint8 ``[H, W, 3]`` panel of one sample: input, prediction, ground truth, error."""

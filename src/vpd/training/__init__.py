@@ -1,0 +1,1 @@
+"""One accelerate training loop for every task (``Trainer``), with optimiser groups, schedules and checkpoints."""

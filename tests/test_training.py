@@ -1,0 +1,150 @@
+"""The trainer: schedules and groups against their formulas, exact resume after a kill, atomic checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+
+from vpd.configuration import ConfigError, load_config
+from vpd.training.config import RunConfig
+from vpd.training.optim import build_adamw, param_groups
+from vpd.training.schedules import mmseg_depth_lr, vpd_depth_lr
+from vpd.training.trainer import Trainer
+
+
+def test_vpd_schedule_matches_the_official_formula():
+    n, epochs, hi, lo = 1000, 25, 5e-4, 3e-5
+    half = n * (epochs // 2)  # 12 epochs: the official code halves with integer division
+    for step in [1, 10, 5000, half - 1, half, half + 1, 18000, 24000, 25000]:
+        if step < half:
+            expected = (hi - lo) * (step / n / (epochs // 2)) ** 0.9 + lo
+        else:
+            expected = max(lo, (lo - hi) * (step / n / (epochs // 2) - 1) ** 0.9 + hi)
+        assert vpd_depth_lr(step, n, epochs, hi, lo) == pytest.approx(expected, rel=1e-12)
+    assert vpd_depth_lr(half, n, epochs, hi, lo) == pytest.approx(hi)
+    assert vpd_depth_lr(2 * half, n, epochs, hi, lo) == pytest.approx(lo)
+    assert vpd_depth_lr(25000, n, epochs, hi, lo) == lo  # the last epoch stays at the floor
+
+
+def test_mmseg_schedule_matches_schedule_25k():
+    base = 1e-3
+    assert mmseg_depth_lr(0, base) == pytest.approx(3e-5)
+    assert mmseg_depth_lr(6000, base) == pytest.approx(base * (0.03 + 0.97 * 0.5))
+    assert mmseg_depth_lr(12000, base) == pytest.approx(base)
+    assert mmseg_depth_lr(18000, base) == pytest.approx((base - 3e-5) * 0.5**0.9 + 3e-5)
+    assert mmseg_depth_lr(24000, base) == pytest.approx(3e-5)
+    assert mmseg_depth_lr(24999, base) == pytest.approx(3e-5)
+
+
+def test_param_groups_scale_unet_and_skip_decay(tiny_depth_model):
+    groups = param_groups(tiny_depth_model, weight_decay=0.1)
+    by_name = {n: g for g in groups for n in g["names"]}
+    assert not any("backbone.vae" in n for n in by_name)  # frozen
+    assert by_name["backbone.unet.conv_in.weight"]["lr_scale"] == 0.01
+    assert by_name["backbone.unet.conv_in.weight"]["weight_decay"] == 0.1
+    assert by_name["backbone.unet.conv_in.bias"]["weight_decay"] == 0.0
+    assert by_name["backbone.text_adapter.gamma"]["weight_decay"] == 0.0  # 1-D
+    assert by_name["head.fuse_out.1.weight"]["weight_decay"] == 0.0  # GroupNorm weight, 1-D
+    assert by_name["head.conv.0.weight"]["lr_scale"] == 1.0
+    mmseg = {n: g for g in param_groups(tiny_depth_model, 0.1, no_decay="bias") for n in g["names"]}
+    assert mmseg["head.fuse_out.1.weight"]["weight_decay"] == 0.1 and mmseg["head.conv.0.bias"]["weight_decay"] == 0
+    optimizer = build_adamw(groups, lr=1e-3)
+    lrs = {g["lr_scale"]: g["lr"] for g in optimizer.param_groups}
+    assert lrs[0.01] == pytest.approx(1e-5) and lrs[1.0] == pytest.approx(1e-3)
+
+
+def demo_config(tmp_path, **train) -> RunConfig:
+    overrides = [
+        "model.architecture=tiny",
+        "model.pretrained=null",
+        "model.class_embeddings=random",
+        "model.fused_channels=64",
+        "model.head_channels=16",
+        "model.deconv_channels=[16,16,16]",
+        "data.train.kind=synthetic",
+        "data.train.args={num_scenes: 12, height: 72, width: 96, seed: 1}",
+        "data.val.kind=synthetic",
+        "data.val.args={num_scenes: 2, height: 64, width: 96, seed: 2}",
+        "data.crop_size=[64,64]",
+        "data.num_workers=0",
+        "optim.schedule=cosine",
+        "optim.lr=1e-3",
+        "train.batch_size=4",
+        "train.max_steps=6",
+        "train.log_every=2",
+        "train.progress=false",
+        f"train.output_dir={tmp_path}",
+        "eval.windows=null",
+        "eval.crop=none",
+    ]
+    config = load_config(RunConfig, None, overrides)
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, **train))
+
+
+def weights(trainer: Trainer) -> dict[str, torch.Tensor]:
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+class Killed(Exception):
+    pass
+
+
+def test_a_killed_run_resumes_exactly(tmp_path):
+    straight = Trainer(demo_config(tmp_path / "a", checkpoint_every=0))
+    result = straight.fit()
+    assert result["steps"] == 6 and math.isfinite(result["final_loss"])
+
+    interrupted = Trainer(demo_config(tmp_path / "b", checkpoint_every=3))
+    original_log = interrupted._log
+
+    def die_after_step_4(values):
+        original_log(values)
+        if interrupted.step >= 4:
+            raise Killed  # killed after the step-3 checkpoint, in the middle of the run
+
+    interrupted._log = die_after_step_4  # type: ignore[method-assign]
+    with pytest.raises(Killed):
+        interrupted.fit()
+    (tmp_path / "b" / "checkpoints" / ".tmp-step_0000005").mkdir()  # a save the kill cut short: ignored
+    resumed = Trainer(demo_config(tmp_path / "b", checkpoint_every=3))
+    resumed.fit()
+    assert resumed.step == 6
+    a, b = weights(straight), weights(resumed)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and steps.count(4) == 1  # the log was trimmed back to the checkpoint
+
+
+def test_run_directory_and_exported_model(tmp_path):
+    from vpd.modeling.depth import VPDDepth
+
+    trainer = Trainer(demo_config(tmp_path, checkpoint_every=2, keep_checkpoints=2, eval_every=3))
+    result = trainer.fit()
+    assert set(result["eval"]) >= {"abs_rel", "rmse", "d1", "silog", "silog_bts"}
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"config.yaml", "metrics.jsonl", "checkpoints", "model", "model_best", "visualizations"} <= names
+    assert [p.name for p in trainer.checkpoints()] == ["step_0000004", "step_0000006"]
+    assert any(p.name.startswith("events.out.tfevents") for p in tmp_path.rglob("*"))
+    model = VPDDepth.from_pretrained(tmp_path / "model")
+    assert model.class_names == trainer.train_set.class_names
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert any("eval/rmse" in r for r in records) and any("train/loss" in r for r in records)
+
+
+def test_resume_refuses_a_changed_recipe(tmp_path):
+    Trainer(demo_config(tmp_path, checkpoint_every=3)).fit()
+    changed = demo_config(tmp_path)
+    changed = dataclasses.replace(changed, optim=dataclasses.replace(changed.optim, lr=2e-3))
+    with pytest.raises(ConfigError, match="different optim"):
+        Trainer(changed).fit()
+
+
+def test_batch_size_must_split_evenly(tmp_path):
+    with pytest.raises(ConfigError, match="not divisible"):
+        Trainer(demo_config(tmp_path, batch_size=3, grad_accum=2))
