@@ -6,7 +6,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: venv test test-slow lint demo bench clean
+.PHONY: venv test test-fast test-slow lint demo bench clean
 
 venv: $(VENV)/.installed
 
@@ -21,11 +21,15 @@ lint: venv
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 
-# The whole fast suite: lint, types, tests (tiny components and the tiny parity fixture).
+# Everything CI runs: lint, types, the fast suite and the full SD-1.5-size parity fixtures (~9 GB RAM).
 test: lint
+	$(BIN)/pytest -q -m "slow or not slow"
+
+# Lint, types and the fast suite (tiny components, tiny parity fixtures): about a minute.
+test-fast: lint
 	$(BIN)/pytest -q
 
-# The full SD-1.5-size parity fixtures (352 and 480): ~8 GB RAM, a few minutes on 2 cores.
+# Only the full SD-1.5-size parity fixtures (352 and 480): ~2.5 minutes on 2 cores.
 test-slow: venv
 	$(BIN)/pytest -q -m slow
 

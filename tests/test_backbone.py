@@ -185,3 +185,16 @@ def test_rejects_unets_vpd_cannot_tap():
         )
     with pytest.raises(ValueError, match=r"images: expected \[B, 3, H, W\]"):
         make()(torch.rand(3, 64, 64))
+
+
+def test_a_deep_copy_is_an_independent_working_model():
+    import copy
+
+    backbone = make(unet=deep_unet(), conditioning="classes", attention_maps=True)
+    twin = copy.deepcopy(backbone)
+    with torch.no_grad():
+        twin.unet.conv_in.weight.add_(1.0)
+    x = torch.rand(1, 3, 64, 64)
+    a, b = backbone(x), twin(x)
+    assert not torch.allclose(a.features[0], b.features[0])
+    assert b.attention_maps is not None and b.features[1].shape == a.features[1].shape

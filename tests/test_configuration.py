@@ -71,3 +71,20 @@ def test_file_errors(tmp_path):
     (tmp_path / "typo.yaml").write_text("stepz: 3\n")
     with pytest.raises(ConfigError, match="unknown config key 'stepz'"):
         load_config(Recipe, tmp_path / "typo.yaml")
+
+
+@dataclass(frozen=True)
+class Data:
+    args: dict = field(default_factory=lambda: {"root": "a", "split": "test"})
+
+
+@dataclass(frozen=True)
+class Top:
+    data: Data = field(default_factory=Data)
+
+
+def test_free_form_dicts_are_replaced_by_a_file_not_merged(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("data:\n  args: {root: b}\n")
+    assert load_config(Top, path).data.args == {"root": "b"}
+    assert load_config(Top, path, ["data.args.split=val"]).data.args == {"root": "b", "split": "val"}

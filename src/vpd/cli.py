@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from vpd import __version__
 
-COMMANDS = ("convert", "predict")
+COMMANDS = ("train", "eval", "predict", "convert", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

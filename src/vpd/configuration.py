@@ -137,15 +137,26 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
-def merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """Recursive dict merge (update wins); returns a new dict."""
+def merge(cls: type, base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """``update`` over ``base`` for dataclass ``cls``: nested config sections merge key by key, every other value
+    (free-form dicts such as a dataset's ``args`` included) is replaced whole. Returns a new dict."""
+    hints = get_type_hints(cls)
     out = dict(base)
     for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = merge(out[key], value)
+        section = _dataclass_of(hints.get(key))
+        if section is not None and isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(section, out[key], value)
         else:
             out[key] = value
     return out
+
+
+def _dataclass_of(annotation: Any) -> type | None:
+    """The dataclass an annotation names (``X`` or ``X | None``), else None."""
+    if get_origin(annotation) in (typing.Union, types.UnionType):
+        options = [a for a in get_args(annotation) if a is not type(None)]
+        annotation = options[0] if len(options) == 1 else None
+    return annotation if dataclasses.is_dataclass(annotation) and isinstance(annotation, type) else None
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
@@ -161,7 +172,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
             raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
         if not isinstance(loaded, Mapping):
             raise ConfigError(f"config file {path}: expected a mapping at the top level")
-        data = merge(data, loaded)
+        data = merge(cls, data, loaded)
     for text in overrides:
         keys, value = parse_override(text)
         node = data

@@ -118,6 +118,20 @@ class LatentEncoder(nn.Module):
         return moments.chunk(2, dim=1)[0]  # DiagonalGaussianDistribution.mode() is its mean
 
 
+class _TapHook:
+    """Forward hook keeping its module's latest output.
+
+    A callable object rather than a closure over the backbone: ``copy.deepcopy`` (and pickling) copies it together
+    with the module it hooks, so a copied model taps its own modules, not the original's.
+    """
+
+    def __init__(self) -> None:
+        self.output: torch.Tensor | None = None
+
+    def __call__(self, module: nn.Module, args: Any, output: Any) -> None:
+        self.output = output[0] if isinstance(output, tuple) else output
+
+
 class VPDBackbone(nn.Module):
     """Frozen VAE encoder + trainable SD UNet + text adapter -> four multi-scale features.
 
@@ -157,10 +171,11 @@ class VPDBackbone(nn.Module):
         if config.conditioning in ("scene", "classes") and not config.class_names:
             raise ValueError(f"conditioning={config.conditioning!r} needs class_names")
 
-        self._taps: dict[str, torch.Tensor] = {}
+        self._taps: dict[str, _TapHook] = {}
         self._attention: dict[str, torch.Tensor] = {}
         for name, module in self._tap_modules().items():
-            module.register_forward_hook(self._make_hook(name))
+            self._taps[name] = _TapHook()
+            module.register_forward_hook(self._taps[name])
         self._map_layers: tuple[list[str], list[str]] | None = None
         if config.attention_maps:
             self._map_layers = (cross_attention_layers(self.unet, 1), cross_attention_layers(self.unet, 2))
@@ -190,12 +205,6 @@ class VPDBackbone(nn.Module):
 
         up: Any = self.unet.up_blocks
         return {"s64": second_layer(up[0]), "s32": second_layer(up[1]), "s16": second_layer(up[2])}
-
-    def _make_hook(self, name: str):
-        def hook(module: nn.Module, args: Any, output: Any) -> None:
-            self._taps[name] = output[0] if isinstance(output, tuple) else output
-
-        return hook
 
     @property
     def dtype(self) -> torch.dtype:
@@ -276,11 +285,12 @@ class VPDBackbone(nn.Module):
             latents = latents * self.vae.scaling_factor
         context = self.context(images.shape[0], class_ids, text_embeddings)
 
-        self._taps.clear()
         self._attention.clear()
         try:
             s8 = self.unet(latents.to(self.dtype), self.config.timestep, encoder_hidden_states=context).sample
-            features = [s8, self._taps["s16"], self._taps["s32"], self._taps["s64"]]
+            taps = [self._taps[name].output for name in ("s16", "s32", "s64")]
+            assert all(t is not None for t in taps), "a feature tap did not fire"
+            features: list[torch.Tensor] = [s8, *taps]  # type: ignore[list-item]
             maps = None
             if self._map_layers is not None:
                 maps16 = self._mean_map(self._map_layers[0], features[1])
@@ -289,7 +299,8 @@ class VPDBackbone(nn.Module):
                 features[2] = torch.cat([features[2], maps32.to(features[2].dtype)], dim=1)
                 maps = (maps16, maps32)
         finally:  # hold no activations between calls
-            self._taps.clear()
+            for hook in self._taps.values():
+                hook.output = None
             self._attention.clear()
         return BackboneOutput(
             features=(features[0], features[1], features[2], features[3]),

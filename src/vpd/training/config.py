@@ -6,8 +6,13 @@ Defaults reproduce the official VPD NYUv2 depth recipe (SPEC §3); a recipe list
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
 from typing import Any, Literal
+
+from vpd.configuration import ConfigError, load_config
 
 
 @dataclass(frozen=True)
@@ -138,3 +143,24 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def packaged_recipes() -> list[str]:
+    """Names of the recipes shipped with vpd (``vpd/configs/*.yaml``)."""
+    return sorted(p.name[:-5] for p in resources.files("vpd.configs").iterdir() if p.name.endswith(".yaml"))
+
+
+def recipe_path(name: str | Path) -> Path:
+    """A recipe file: an existing path, or the name of a packaged recipe (``depth_nyuv2``)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    stem = path.name[:-5] if path.name.endswith(".yaml") else path.name
+    if stem in packaged_recipes():
+        return Path(str(resources.files("vpd.configs") / f"{stem}.yaml"))
+    raise ConfigError(f"config {name}: no such file, nor a packaged recipe ({', '.join(packaged_recipes())})")
+
+
+def load_run_config(recipe: str | Path | None, overrides: Sequence[str] = ()) -> RunConfig:
+    """Typed defaults, then the recipe (path or packaged name), then ``key=value`` overrides."""
+    return load_config(RunConfig, recipe_path(recipe) if recipe is not None else None, overrides)

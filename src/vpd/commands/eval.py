@@ -1,0 +1,112 @@
+"""``vpd eval``: a model on a recipe's validation set with the recipe's protocol; a table, JSON and a CSV."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from pathlib import Path
+
+from vpd.commands.train import add_config_arguments
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="evaluate a model with a recipe's protocol",
+        description="Evaluate a model on the recipe's data.val with its eval protocol (crop, depth range, flip, "
+        "sliding windows). Writes metrics.json and per_sample.csv.",
+    )
+    add_config_arguments(parser)
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="a vpd model folder or hub id, or an official VPD / mmseg checkpoint file (converted on the fly); "
+        "default: the recipe's model.init",
+    )
+    parser.add_argument("--output", default=None, help="results folder (default: <train.output_dir>/eval)")
+    parser.add_argument("--save-predictions", action="store_true", help="also write each prediction as 16-bit PNG")
+    parser.set_defaults(run=run)
+
+
+def load_any_model(source: str, task_name: str):
+    """A vpd folder / hub id, or a released checkpoint file converted on the fly."""
+    from vpd.modeling.stable_diffusion import is_single_file
+    from vpd.tasks import get_task
+
+    if is_single_file(source):
+        from vpd.convert.vpd_depth import convert_vpd_depth
+
+        return convert_vpd_depth(source)
+    return get_task(task_name).load_model(source)
+
+
+def format_table(metrics: dict[str, float]) -> str:
+    names = list(metrics)
+    widths = [max(len(n), 7) for n in names]
+    header = "  ".join(n.rjust(w) for n, w in zip(names, widths))
+    values = "  ".join(f"{metrics[n]:.4f}".rjust(w) for n, w in zip(names, widths))
+    return f"{header}\n{values}"
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from accelerate import Accelerator
+
+    from vpd.data.registry import build_dataset
+    from vpd.tasks import get_task
+    from vpd.training.config import load_run_config
+    from vpd.training.evaluate import evaluate
+
+    config = load_run_config(args.config, args.overrides)
+    source = args.model or config.model.init
+    if not source:
+        raise ValueError("no model: pass --model (a vpd folder, hub id or official checkpoint) or set model.init")
+    if config.data.val is None:
+        raise ValueError("the recipe has no data.val to evaluate on")
+    task = get_task(config.model.task)
+    dataset = build_dataset(config.data.val.kind, config.data.val.args, where="data.val")
+    accelerator = Accelerator()
+    model = load_any_model(source, config.model.task).to(accelerator.device).eval()
+    output = Path(args.output or Path(config.train.output_dir) / "eval")
+
+    on_batch = None
+    if args.save_predictions:
+        from vpd.data.io import write_depth_png
+
+        def on_batch(batch: dict, prediction: torch.Tensor) -> None:
+            for name, depth in zip(batch["name"], prediction):
+                write_depth_png(output / "predictions" / f"{name}.png", depth[0].float().cpu().numpy())
+
+    start = time.perf_counter()
+    result = evaluate(
+        task,
+        model,
+        dataset,
+        config.eval,
+        device=accelerator.device,
+        rank=accelerator.process_index,
+        world_size=accelerator.num_processes,
+        num_workers=config.data.num_workers,
+        on_batch=on_batch,
+    )
+    if accelerator.is_main_process:
+        output.mkdir(parents=True, exist_ok=True)
+        summary = {
+            "model": str(source),
+            "dataset": {"kind": config.data.val.kind, **config.data.val.args},
+            "protocol": {k: getattr(config.eval, k) for k in ("crop", "min_depth", "max_depth", "flip", "windows")},
+            "samples": len(result.rows),
+            "seconds": round(time.perf_counter() - start, 1),
+            "metrics": result.metrics,
+        }
+        (output / "metrics.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        if result.rows:
+            with open(output / "per_sample.csv", "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(result.rows[0]))
+                writer.writeheader()
+                writer.writerows(result.rows)
+        print(format_table(result.metrics))
+        print(f"{len(result.rows)} samples in {summary['seconds']}s -> {output}/metrics.json, per_sample.csv")
+    return 0

@@ -1,0 +1,46 @@
+"""``vpd train``: one command on one CPU or, under ``accelerate launch``, on many GPUs and nodes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument(
+        "--config",
+        required=required,
+        help="recipe: a YAML file or a packaged recipe name (depth_nyuv2, depth_nyuv2_mmseg, depth_kitti, "
+        "demo_synthetic_depth)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set model.pretrained=path/to/sd --set train.batch_size=8 (repeatable)",
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model from a recipe",
+        description="Train from a recipe. The run folder (train.output_dir) keeps the merged config, TensorBoard "
+        "logs, metrics.jsonl, checkpoints (a rerun resumes from the latest) and the exported model.",
+    )
+    add_config_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vpd.training.config import load_run_config
+    from vpd.training.trainer import Trainer
+
+    config = load_run_config(args.config, args.overrides)
+    trainer = Trainer(config)
+    result = trainer.fit()
+    if trainer.is_main:
+        print(json.dumps({"output_dir": str(trainer.output_dir), **result}, indent=2, default=float))
+    return 0
