@@ -45,3 +45,13 @@ def make_tiny_clip(hidden_size: int = 32):
 @pytest.fixture
 def tiny_clip():
     return make_tiny_clip()
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """accelerate keeps process-wide singletons; each test starts (and leaves) them fresh, as in a new process."""
+    yield
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()

@@ -148,3 +148,77 @@ def test_resume_refuses_a_changed_recipe(tmp_path):
 def test_batch_size_must_split_evenly(tmp_path):
     with pytest.raises(ConfigError, match="not divisible"):
         Trainer(demo_config(tmp_path, batch_size=3, grad_accum=2))
+
+
+def test_silog_loss_formula():
+    from vpd.modeling.losses import silog_loss
+
+    pred = torch.tensor([[1.0, 2.0], [4.0, 3.0]])
+    gt = torch.tensor([[2.0, 2.0], [0.0, 1.0]])  # 0 = invalid
+    d = torch.log(torch.tensor([2.0, 2.0, 1.0])) - torch.log(torch.tensor([1.0, 2.0, 3.0]))
+    expected = torch.sqrt((d**2).mean() - 0.5 * d.mean() ** 2)
+    torch.testing.assert_close(silog_loss(pred, gt), expected)
+    perfect = torch.tensor([1.0, 2.0], requires_grad=True)
+    silog_loss(perfect, torch.tensor([1.0, 2.0])).backward()
+    assert torch.isfinite(perfect.grad).all()  # sqrt(0) would give an infinite gradient
+    with pytest.raises(ValueError, match="differ"):
+        silog_loss(pred, gt[0])
+
+
+@pytest.mark.parametrize(
+    "train",
+    [
+        {"grad_accum": 2},
+        {"mixed_precision": "bf16", "max_steps": 2},
+        {"gradient_checkpointing": True, "max_steps": 2},
+    ],
+    ids=["grad_accum", "bf16", "checkpointing"],
+)
+def test_training_options_run(tmp_path, train):
+    trainer = Trainer(demo_config(tmp_path, checkpoint_every=0, **train))
+    consumed = []
+    original = trainer.task.loss
+
+    def counting_loss(model, batch):
+        consumed.append(batch["image"].shape[0])
+        return original(model, batch)
+
+    trainer.task.loss = counting_loss  # type: ignore[method-assign]
+    result = trainer.fit()
+    assert math.isfinite(result["final_loss"])
+    accum = train.get("grad_accum", 1)
+    assert consumed == [4 // accum] * (trainer.total_steps * accum)  # the global batch, split over micro-batches
+    if train.get("gradient_checkpointing"):
+        assert trainer.accelerator.unwrap_model(trainer.model).backbone.unet.is_gradient_checkpointing
+
+
+def test_accelerate_launch_two_processes(tmp_path):
+    """The same command under `accelerate launch` (2 CPU processes, gloo): sharded data, one exported model."""
+    import subprocess
+    import sys
+
+    overrides = [a for o in _launch_overrides(tmp_path) for a in ("--set", o)]
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "-m", "vpd.cli", "train", "--config", "demo_synthetic_depth", *overrides]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "model" / "model.safetensors").is_file()
+    assert json.loads(done.stdout[done.stdout.index("{") :])["steps"] == 3
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step_0000003"]
+
+
+def _launch_overrides(output_dir) -> list[str]:
+    return [
+        "model.architecture=tiny",
+        "model.fused_channels=64",
+        "model.head_channels=16",
+        "model.deconv_channels=[16,16,16]",
+        "data.train.args={num_scenes: 8, height: 64, width: 64, seed: 1}",
+        "data.val.args={num_scenes: 2, height: 64, width: 64, seed: 2}",
+        "data.crop_size=[64,64]",
+        "train.batch_size=4",
+        "train.max_steps=3",
+        "train.progress=false",
+        f"train.output_dir={output_dir}",
+    ]

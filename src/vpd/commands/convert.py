@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 
 FORMATS = {
@@ -41,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     base = VPDDepthConfig()
     if args.max_depth is not None:
         base = dataclasses.replace(base, max_depth=args.max_depth)
+    print(f"reading {args.checkpoint} ...", file=sys.stderr, flush=True)  # a full SD-1.5 model is 3.6 GB
     model = convert_vpd_depth(args.checkpoint, layout, base_config=base, num_heads=args.num_heads)
     out = model.save_pretrained(Path(args.output))
     params = sum(p.numel() for p in model.parameters())
