@@ -11,30 +11,10 @@ import torch
 import yaml
 
 from reference import official_state_dict
+from runs import TINY_DATA, TINY_RUN, as_cli
 from vpd.cli import main
 from vpd.data.registry import _kinds
 from vpd.training.config import load_run_config, packaged_recipes, recipe_path
-
-TINY = [
-    "model.architecture=tiny",
-    "model.pretrained=null",
-    "model.class_embeddings=random",
-    "model.fused_channels=64",
-    "model.head_channels=16",
-    "model.deconv_channels=[16,16,16]",
-    "data.train.kind=synthetic",
-    "data.train.args={num_scenes: 8, height: 64, width: 96, seed: 1}",
-    "data.val.kind=synthetic",
-    "data.val.args={num_scenes: 2, height: 64, width: 96, seed: 2}",
-    "data.crop_size=[64,64]",
-    "data.num_workers=0",
-    "optim.schedule=constant",
-    "train.batch_size=4",
-    "train.max_steps=2",
-    "train.progress=false",
-    "eval.windows=null",
-    "eval.crop=none",
-]
 
 
 @pytest.mark.parametrize("name", ["depth_nyuv2", "depth_nyuv2_mmseg", "depth_kitti", "demo_synthetic_depth"])
@@ -64,8 +44,7 @@ def test_official_recipe_is_the_published_one():
 
 def test_train_then_eval_from_the_command_line(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "--config", "demo_synthetic_depth", *[a for o in TINY for a in ("--set", o)],
-                 "--set", f"train.output_dir={run}"]) == 0  # fmt: skip
+    assert main(["train", "--config", "demo_synthetic_depth", *as_cli([*TINY_RUN, f"train.output_dir={run}"])]) == 0
     assert json.loads(capsys.readouterr().out)["steps"] == 2
     merged = yaml.safe_load((run / "config.yaml").read_text())
     assert merged["data"]["train"]["args"]["num_scenes"] == 8  # the run keeps its merged config
@@ -90,7 +69,7 @@ def test_train_then_eval_from_the_command_line(tmp_path, capsys):
 
 def test_eval_converts_an_official_checkpoint_on_the_fly(tmp_path, capsys):
     torch.save({"model": official_state_dict("vpd_depth_tiny")}, tmp_path / "official.pth")
-    overrides = [a for o in TINY[6:] for a in ("--set", o)]
+    overrides = as_cli(TINY_DATA)
     code = main(["eval", "--config", "demo_synthetic_depth", *overrides, "--model", str(tmp_path / "official.pth"),
                  "--output", str(tmp_path / "e")])  # fmt: skip
     assert code == 0
@@ -114,7 +93,7 @@ def test_demo_end_to_end_small(tmp_path):
     from vpd.demo import run_demo
 
     quick = ["train.max_steps=3", "train.log_every=1", "train.eval_every=0", "train.checkpoint_every=0"]
-    demo = run_demo(tmp_path, [*TINY[6:], *quick], progress=False)
+    demo = run_demo(tmp_path, [*TINY_DATA, *quick], progress=False)
     assert set(demo.metrics) == {"constant", "untrained", "trained"}
     assert all(0 < demo.middlebury[k] < 10 for k in demo.middlebury)
     report = (tmp_path / "report.html").read_text()

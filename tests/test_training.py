@@ -9,7 +9,8 @@ import math
 import pytest
 import torch
 
-from vpd.configuration import ConfigError, load_config
+from runs import TINY_RUN, as_cli, tiny_run_config
+from vpd.configuration import ConfigError
 from vpd.training.config import RunConfig
 from vpd.training.optim import build_adamw, param_groups
 from vpd.training.schedules import mmseg_depth_lr, vpd_depth_lr
@@ -58,30 +59,14 @@ def test_param_groups_scale_unet_and_skip_decay(tiny_depth_model):
 
 
 def demo_config(tmp_path, **train) -> RunConfig:
-    overrides = [
-        "model.architecture=tiny",
-        "model.pretrained=null",
-        "model.class_embeddings=random",
-        "model.fused_channels=64",
-        "model.head_channels=16",
-        "model.deconv_channels=[16,16,16]",
-        "data.train.kind=synthetic",
+    config = tiny_run_config(
+        tmp_path,
         "data.train.args={num_scenes: 12, height: 72, width: 96, seed: 1}",
-        "data.val.kind=synthetic",
-        "data.val.args={num_scenes: 2, height: 64, width: 96, seed: 2}",
-        "data.crop_size=[64,64]",
-        "data.num_workers=0",
         "optim.schedule=cosine",
         "optim.lr=1e-3",
-        "train.batch_size=4",
         "train.max_steps=6",
         "train.log_every=2",
-        "train.progress=false",
-        f"train.output_dir={tmp_path}",
-        "eval.windows=null",
-        "eval.crop=none",
-    ]
-    config = load_config(RunConfig, None, overrides)
+    )
     return dataclasses.replace(config, train=dataclasses.replace(config.train, **train))
 
 
@@ -197,7 +182,7 @@ def test_accelerate_launch_two_processes(tmp_path):
     import subprocess
     import sys
 
-    overrides = [a for o in _launch_overrides(tmp_path) for a in ("--set", o)]
+    overrides = as_cli([*TINY_RUN, "train.max_steps=3", f"train.output_dir={tmp_path}"])
     command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                "-m", "vpd.cli", "train", "--config", "demo_synthetic_depth", *overrides]  # fmt: skip
@@ -206,19 +191,3 @@ def test_accelerate_launch_two_processes(tmp_path):
     assert (tmp_path / "model" / "model.safetensors").is_file()
     assert json.loads(done.stdout[done.stdout.index("{") :])["steps"] == 3
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step_0000003"]
-
-
-def _launch_overrides(output_dir) -> list[str]:
-    return [
-        "model.architecture=tiny",
-        "model.fused_channels=64",
-        "model.head_channels=16",
-        "model.deconv_channels=[16,16,16]",
-        "data.train.args={num_scenes: 8, height: 64, width: 64, seed: 1}",
-        "data.val.args={num_scenes: 2, height: 64, width: 64, seed: 2}",
-        "data.crop_size=[64,64]",
-        "train.batch_size=4",
-        "train.max_steps=3",
-        "train.progress=false",
-        f"train.output_dir={output_dir}",
-    ]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vpd.commands.train import add_overrides_argument
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -13,14 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "untrained model and a constant baseline, predict a real Middlebury photo, and write a report.",
     )
     parser.add_argument("--out", default="runs/demo", help="output folder (report.html, report.png, the run)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override the demo recipe (configs/demo_synthetic_depth.yaml), e.g. --set train.max_steps=300",
-    )
+    add_overrides_argument(parser, "--set train.max_steps=300 (the recipe: configs/demo_synthetic_depth.yaml)")
     parser.set_defaults(run=run)
 
 

@@ -6,21 +6,25 @@ import argparse
 import json
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    parser.add_argument(
-        "--config",
-        required=required,
-        help="recipe: a YAML file or a packaged recipe name (depth_nyuv2, depth_nyuv2_mmseg, depth_kitti, "
-        "demo_synthetic_depth)",
-    )
+def add_overrides_argument(parser: argparse.ArgumentParser, example: str = "--set train.batch_size=8") -> None:
     parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config value, e.g. --set model.pretrained=path/to/sd --set train.batch_size=8 (repeatable)",
+        help=f"override a recipe value, e.g. {example} (repeatable; values are read as YAML)",
     )
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        required=True,
+        help="recipe: a YAML file or a packaged recipe name (depth_nyuv2, depth_nyuv2_mmseg, depth_kitti, "
+        "demo_synthetic_depth)",
+    )
+    add_overrides_argument(parser, "--set model.pretrained=path/to/sd --set train.batch_size=8")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
