@@ -7,7 +7,6 @@ Every config in vpd is a dataclass with defaults. A recipe file only lists what 
 from __future__ import annotations
 
 import dataclasses
-import json
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -198,10 +197,6 @@ def _is_open_mapping(cls: type, path: list[str]) -> bool:
         if origin in (typing.Union, types.UnionType):
             annotation = next(a for a in get_args(annotation) if a is not type(None))
     return annotation is dict or get_origin(annotation) in (dict, Mapping)
-
-
-def save_json(config: Any, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(to_dict(config), indent=2, sort_keys=False) + "\n")
 
 
 def save_yaml(config: Any, path: str | Path) -> None:

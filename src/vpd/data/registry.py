@@ -25,10 +25,6 @@ def _kinds() -> dict[str, Callable[..., DepthDataset]]:
     }
 
 
-def dataset_kinds() -> list[str]:
-    return sorted(_kinds())
-
-
 def build_dataset(
     kind: str, args: Mapping[str, Any], *, transform: Transform | None = None, seed: int = 0, where: str = "data"
 ) -> DepthDataset:

@@ -211,10 +211,6 @@ class Resize:
 # ------------------------------------------------------------------------------------------------- photometric
 
 
-def _apply_lut(sample: DepthSample, lut: np.ndarray) -> DepthSample:
-    return dataclasses.replace(sample, image=lut[sample.image])
-
-
 @dataclass
 class RandomBrightnessContrast:
     """``out = img * alpha + beta * 255`` with probability ``p`` (albumentations' ``brightness_by_max=True``).

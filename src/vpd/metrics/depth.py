@@ -10,9 +10,7 @@ lose digits; results are returned as Python floats.
 
 from __future__ import annotations
 
-import csv
 import math
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -444,13 +442,3 @@ class DepthMetricAccumulator:
         self.reset()
         for state in states:
             self.merge(state)
-
-    def write_csv(self, path: str | os.PathLike[str]) -> None:
-        """Writes :attr:`rows` as CSV (``name`` then :data:`METRIC_NAMES`), creating parent folders."""
-        path = os.fspath(path)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["name", *METRIC_NAMES])
-            for name, values in zip(self._names, self._values):
-                writer.writerow([name, *(f"{v:.6g}" for v in values)])

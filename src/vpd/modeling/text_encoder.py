@@ -68,14 +68,6 @@ def encode_class_names(
     return torch.stack(rows)
 
 
-@torch.inference_mode()
-def encode_texts(texts: Sequence[str], text_encoder: Any, tokenizer: Any, max_length: int) -> torch.Tensor:
-    """CLIP token features ``[len(texts), max_length, hidden_size]`` (``last_hidden_state``, padding included)."""
-    device = next(text_encoder.parameters()).device
-    tokens = tokenizer(list(texts), padding="max_length", max_length=max_length, truncation=True, return_tensors="pt")
-    return text_encoder(input_ids=tokens.input_ids.to(device)).last_hidden_state.float().cpu()
-
-
 def random_class_embeddings(num_classes: int, dim: int, seed: int = 0) -> torch.Tensor:
     """Seeded N(0, 1) rows: distinct class tokens when no CLIP text encoder is at hand (tiny models, the demo).
 

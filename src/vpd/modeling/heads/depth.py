@@ -37,7 +37,6 @@ class VPDDepthHead(nn.Module):
         super().__init__()
         c8, c16, c32, c64 = in_channels
         self.max_depth = max_depth
-        self.upsample_factor = 2 ** len(deconv_channels) * 4
         self.fuse_s8 = nn.Sequential(
             nn.Conv2d(c8, c8, 3, stride=2, padding=1),
             nn.GroupNorm(16, c8),
