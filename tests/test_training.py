@@ -128,6 +128,10 @@ def test_resume_refuses_a_changed_recipe(tmp_path):
     changed = dataclasses.replace(changed, optim=dataclasses.replace(changed.optim, lr=2e-3))
     with pytest.raises(ConfigError, match="different optim"):
         Trainer(changed).fit()
+    more_workers = demo_config(tmp_path)
+    more_workers = dataclasses.replace(more_workers, data=dataclasses.replace(more_workers.data, num_workers=1))
+    resumed = Trainer(more_workers)
+    assert resumed._resume() is not None and resumed.step == 6  # workers load samples; they do not choose them
 
 
 def test_batch_size_must_split_evenly(tmp_path):

@@ -99,6 +99,7 @@ def run_demo(output_dir: str | Path = "runs/demo", overrides: Sequence[str] = ()
     from vpd.inference.predictor import DepthPredictor
     from vpd.report import write_demo_report
     from vpd.training.config import load_run_config
+    from vpd.training.evaluate import evaluate
     from vpd.training.trainer import Trainer
 
     output_dir = Path(output_dir)
@@ -118,8 +119,6 @@ def run_demo(output_dir: str | Path = "runs/demo", overrides: Sequence[str] = ()
     tic = time.perf_counter()
     assert trainer.val_set is not None
     metrics = {"untrained": trainer.evaluate().metrics}
-    from vpd.training.evaluate import evaluate
-
     metrics["constant"] = evaluate(trainer.task, constant, trainer.val_set, config.eval, progress=False).metrics
     seconds["baselines"] = time.perf_counter() - tic
 

@@ -7,7 +7,7 @@ import html
 import io
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -32,14 +32,20 @@ def _img_tag(image: np.ndarray, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
+def _curve(points: Sequence[tuple[int, float]], width: int, height: int, pad: int = 40) -> tuple[Any, Any, Any, Any]:
+    """Pixel coordinates of (step, loss) points on linear axes, and the steps and losses themselves."""
+    steps, losses = np.array([p[0] for p in points], float), np.array([p[1] for p in points], float)
+    x = pad + (steps - steps.min()) / max(1e-9, np.ptp(steps)) * (width - 2 * pad)
+    y = height - pad - (losses - losses.min()) / max(1e-9, np.ptp(losses)) * (height - 2 * pad)
+    return x, y, steps, losses
+
+
 def loss_curve_svg(points: Sequence[tuple[int, float]], width: int = 640, height: int = 240) -> str:
     """An SVG polyline of (step, loss) on linear axes, with min/max labels."""
     if len(points) < 2:
         return "<p>(not enough logged steps for a curve)</p>"
-    steps, losses = np.array([p[0] for p in points], float), np.array([p[1] for p in points], float)
+    x, y, steps, losses = _curve(points, width, height)
     pad = 40
-    x = pad + (steps - steps.min()) / max(1e-9, np.ptp(steps)) * (width - 2 * pad)
-    y = height - pad - (losses - losses.min()) / max(1e-9, np.ptp(losses)) * (height - 2 * pad)
     line = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(x, y))
     return (
         f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg" font-size="12">'
@@ -59,10 +65,8 @@ def loss_curve_png(points: Sequence[tuple[int, float]], width: int = 640, height
     font = ImageFont.load_default()
     draw.rectangle([0, 0, width - 1, height - 1], outline=(204, 204, 204))
     if len(points) >= 2:
-        steps, losses = np.array([p[0] for p in points], float), np.array([p[1] for p in points], float)
+        x, y, steps, losses = _curve(points, width, height)
         pad = 40
-        x = pad + (steps - steps.min()) / max(1e-9, np.ptp(steps)) * (width - 2 * pad)
-        y = height - pad - (losses - losses.min()) / max(1e-9, np.ptp(losses)) * (height - 2 * pad)
         draw.line(list(zip(x.tolist(), y.tolist())), fill=(215, 48, 31), width=2)
         draw.text((4, pad - 20), f"training loss (SiLog) {losses.max():.3f}", fill="black", font=font)
         draw.text((4, height - pad + 4), f"{losses.min():.3f}", fill="black", font=font)
@@ -105,21 +109,21 @@ def _metrics_lines(demo: DemoResult) -> list[str]:
 def _sample_panels(trainer: Trainer, models: dict[str, torch.nn.Module], count: int = 3) -> list[np.ndarray]:
     """Validation rooms: input, ground truth, untrained and trained predictions, trained error."""
     from vpd.inference.visualize import colorize_depth, colorize_error, make_panel
-    from vpd.training.evaluate import to_device
+    from vpd.training.evaluate import single_batch
 
     assert trainer.val_set is not None
+    device = next(models["trained"].parameters()).device
     panels = []
     for index in range(min(count, len(trainer.val_set))):
-        sample = {k: v[None] if isinstance(v, torch.Tensor) else [v] for k, v in trainer.val_set[index].items()}
-        batch = to_device(sample, "cpu")
-        gt = batch["depth"][0, 0].numpy()
+        batch = single_batch(trainer.val_set[index], device)
+        gt = batch["depth"][0, 0].cpu().numpy()
         vmin, vmax = float(gt[gt > 0].min()), float(gt.max())
-        image = (batch["image"][0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        image = (batch["image"][0].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
         tiles, titles = [image, colorize_depth(gt, vmin=vmin, vmax=vmax)], ["room", "ground truth"]
         prediction = None
         for name in ("untrained", "trained"):
             with torch.inference_mode():
-                prediction = trainer.task.predict(models[name], batch, trainer.config.eval)[0, 0].float().numpy()
+                prediction = trainer.task.predict(models[name], batch, trainer.config.eval)[0, 0].float().cpu().numpy()
             tiles.append(colorize_depth(prediction, vmin=vmin, vmax=vmax))
             titles.append(name)
         assert prediction is not None

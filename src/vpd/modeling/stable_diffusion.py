@@ -171,25 +171,24 @@ def load_clip_text_encoder(
 
     source = str(source)
     common: dict[str, Any] = {"local_files_only": local_files_only, "revision": revision}
-    if os.path.isdir(source) and not any(
-        (Path(source) / sub / "config.json").is_file() for sub in ("text_encoder", "")
-    ):
+
+    def load(sd_layout: bool) -> tuple[Any, Any]:
+        model_sub, tokenizer_sub = ("text_encoder", "tokenizer") if sd_layout else ("", "")
+        return (
+            CLIPTextModel.from_pretrained(source, subfolder=model_sub, **common),
+            CLIPTokenizer.from_pretrained(source, subfolder=tokenizer_sub, **common),
+        )
+
+    if os.path.isdir(source):
+        if (Path(source) / "text_encoder" / "config.json").is_file():
+            return load(sd_layout=True)
+        if (Path(source) / "config.json").is_file():
+            return load(sd_layout=False)
         raise FileNotFoundError(
             f"{source}: no CLIP text encoder (text_encoder/config.json) to compute class embeddings; pass "
             "text_encoder= a CLIP folder or hub id (e.g. openai/clip-vit-large-patch14), or class_embeddings='random'"
         )
-    has_subfolders = (Path(source) / "text_encoder").is_dir() if os.path.isdir(source) else None
-    if has_subfolders is None:  # a hub id: try the SD layout first, then a plain CLIP repo
-        try:
-            return (
-                CLIPTextModel.from_pretrained(source, subfolder="text_encoder", **common),
-                CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", **common),
-            )
-        except OSError:
-            pass
-    elif has_subfolders:
-        return (
-            CLIPTextModel.from_pretrained(source, subfolder="text_encoder", **common),
-            CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", **common),
-        )
-    return CLIPTextModel.from_pretrained(source, **common), CLIPTokenizer.from_pretrained(source, **common)
+    try:  # a hub id: a Stable Diffusion repo first, then a plain CLIP repo
+        return load(sd_layout=True)
+    except OSError:
+        return load(sd_layout=False)

@@ -124,17 +124,16 @@ class DepthTask(Task):
 
         image = (batch["image"][index].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
         pred = prediction[index, 0].float().cpu().numpy()
-        panels, titles = [image, None], ["input", "prediction"]
-        valid = None
-        if "depth" in batch:
-            gt = batch["depth"][index, 0].float().cpu().numpy()
-            valid = gt > 0
-            vmin, vmax = float(np.percentile(gt[valid], 2)), float(np.percentile(gt[valid], 98))
-            panels += [colorize_depth(gt, vmin=vmin, vmax=vmax, invalid_mask=~valid)]
-            rel = np.abs(pred - gt) / np.maximum(gt, 1e-6)
-            panels += [colorize_error(rel, vmax=0.5, invalid_mask=~valid)]
-            titles += ["ground truth", "abs rel error"]
-            panels[1] = colorize_depth(pred, vmin=vmin, vmax=vmax)
-        else:
-            panels[1] = colorize_depth(pred)
-        return make_panel([p for p in panels if p is not None], titles=titles, columns=len(titles))
+        if "depth" not in batch:
+            return make_panel([image, colorize_depth(pred)], titles=["input", "prediction"], columns=2)
+        gt = batch["depth"][index, 0].float().cpu().numpy()
+        valid = gt > 0
+        vmin, vmax = (float(v) for v in np.percentile(gt[valid], [2, 98])) if valid.any() else (None, None)
+        error = np.abs(pred - gt) / np.maximum(gt, 1e-6)
+        tiles = [
+            image,
+            colorize_depth(pred, vmin=vmin, vmax=vmax),
+            colorize_depth(gt, vmin=vmin, vmax=vmax, invalid_mask=~valid),
+            colorize_error(error, vmax=0.5, invalid_mask=~valid),
+        ]
+        return make_panel(tiles, titles=["input", "prediction", "ground truth", "abs rel error"], columns=4)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,11 @@ class EvalResult:
 
 def to_device(batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def single_batch(sample: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
+    """One dataset sample as a batch of one (what a DataLoader would collate), on ``device``."""
+    return to_device({k: v[None] if isinstance(v, torch.Tensor) else [v] for k, v in sample.items()}, device)
 
 
 @torch.inference_mode()
@@ -60,7 +66,7 @@ def evaluate(
     bar = tqdm(loader, desc="evaluating", disable=not progress or rank != 0, leave=False, dynamic_ncols=True)
     for batch in bar:
         batch = to_device(batch, device)
-        with autocast() if autocast is not None else torch.autocast("cpu", enabled=False):
+        with autocast() if autocast is not None else nullcontext():
             prediction = task.predict(model, batch, config)
         metrics.update(prediction, batch)
         if on_batch is not None:

@@ -26,7 +26,7 @@ from vpd.tasks import get_task
 from vpd.tasks.base import Task
 from vpd.training import schedules
 from vpd.training.config import RunConfig
-from vpd.training.evaluate import EvalResult, evaluate, to_device
+from vpd.training.evaluate import EvalResult, evaluate, single_batch, to_device
 from vpd.training.optim import build_adamw, param_groups, set_lr
 
 CHECKPOINTS = "checkpoints"
@@ -248,8 +248,7 @@ class Trainer:
         from vpd.data.io import write_png_atomic
 
         assert self.val_set is not None
-        sample = {k: v[None] if isinstance(v, torch.Tensor) else [v] for k, v in self.val_set[0].items()}
-        batch = to_device(sample, self.accelerator.device)
+        batch = single_batch(self.val_set[0], self.accelerator.device)
         model = self.accelerator.unwrap_model(self.model)
         with torch.inference_mode(), self.accelerator.autocast():
             prediction = self.task.predict(model, batch, self.config.eval)
@@ -322,7 +321,12 @@ class Trainer:
 
 
 def _check_resumable(saved: dict[str, Any], current: dict[str, Any], where: Path) -> None:
-    changed = [s for s in _RESUME_FIXED if saved.get(s) != current.get(s)]
+    def fixed(config: dict[str, Any], section: str) -> Any:
+        if section == "data":  # workers only change where samples are loaded, not which: free to change
+            return {k: v for k, v in config["data"].items() if k != "num_workers"}
+        return config.get(section)
+
+    changed = [s for s in _RESUME_FIXED if fixed(saved, s) != fixed(current, s)]
     changed += [f"train.{k}" for k in _RESUME_FIXED_TRAIN if saved["train"].get(k) != current["train"].get(k)]
     if changed:
         raise ConfigError(
