@@ -57,7 +57,8 @@ def test_mis_shaped_keys_are_named(official):
     with torch.device("meta"):
         model = VPDDepth(config)
     with pytest.raises(
-        ValueError, match=r"1 mis-shaped: head\.conv\.0\.weight \(192, 31, 3, 3\) vs model \(192, 32, 3, 3\)"
+        ValueError,
+        match=r"1 mis-shaped or mis-typed: head\.conv\.0\.weight \(192, 31, 3, 3\) vs model \(192, 32, 3, 3\)",
     ):
         load_state_dict_strict(model, state, source="x.pth", assign=True)
 

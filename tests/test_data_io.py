@@ -155,7 +155,10 @@ def test_read_depth_png_scales_and_keeps_zero(tmp_path, scale, stored, metres):
 
 def test_read_depth_png_8bit_and_wrong_channels(tmp_path):
     Image.fromarray(np.array([[0, 200]], dtype=np.uint8)).save(tmp_path / "d8.png")
-    np.testing.assert_array_equal(read_depth_png(tmp_path / "d8.png", 100.0), np.float32([[0.0, 2.0]]))
+    with pytest.raises(ValueError, match=r"d8\.png: an 8-bit depth PNG"):  # 0-255 read as mm: garbage metrics
+        read_depth_png(tmp_path / "d8.png", 1000.0)
+    read = read_depth_png(tmp_path / "d8.png", 100.0, allow_8bit=True)  # an explicit scale for 8-bit files
+    np.testing.assert_array_equal(read, np.float32([[0.0, 2.0]]))
     Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(tmp_path / "rgb.png")
     with pytest.raises(ValueError, match=r"rgb\.png.*single-channel"):
         read_depth_png(tmp_path / "rgb.png", 1000.0)

@@ -120,7 +120,7 @@ def test_corrupt_image_is_skipped_and_reported(
     captured = capsys.readouterr()
     assert code == 1
     assert f"skipped {broken}" in captured.err
-    assert "1 of 4 images could not be read" in captured.err and str(broken) in captured.err.splitlines()[-1]
+    assert "1 of 4 images were skipped" in captured.err and str(broken) in captured.err.splitlines()[-1]
     assert "3 images" in captured.out
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == [
         "a_depth.png",

@@ -184,7 +184,7 @@ def test_flip_and_windows_go_through_tta(predictor: DepthPredictor) -> None:
         (
             np.zeros((8, 8, 3), np.uint8),
             {"processing_resolution": -1},
-            "processing_resolution: expected an integer >= 0",
+            "processing_resolution: expected an integer from 0",
         ),
         (np.zeros((8, 8, 3), np.uint8), {"batch_size": 0}, "batch_size: expected an integer >= 1"),
         (np.zeros((8, 8, 3), np.uint8), {"windows": 0}, "windows: expected None"),

@@ -6,14 +6,22 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from vpd import __version__
 
 COMMANDS = ("train", "eval", "predict", "convert", "demo")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the error policy of every vpd command: one line naming the problem, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vpd", description="Visual perception with diffusion models (VPD).")
+    parser = _Parser(prog="vpd", description="Visual perception with diffusion models (VPD).")
     parser.add_argument("--version", action="version", version=f"vpd {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:

@@ -7,6 +7,7 @@ Every config in vpd is a dataclass with defaults. A recipe file only lists what 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -20,6 +21,37 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A config file or override does not fit the typed defaults."""
+
+
+def check_range(
+    field: str,
+    value: float | None,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    optional: bool = False,
+) -> None:
+    """Raises ConfigError naming ``field`` unless ``value`` is a finite number in the range (None if ``optional``).
+
+    ``low`` is inclusive unless ``low_open``; ``high`` is inclusive. Configs call this from ``__post_init__`` so a
+    value is checked where it enters (YAML, ``--set``, ``config.json``, ``dataclasses.replace``).
+    """
+    if value is None and optional:
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low  # type: ignore[operator]
+    if ok and high is not None:
+        ok = value <= high  # type: ignore[operator]
+    if not ok:
+        bounds = []
+        if low is not None:
+            bounds.append(f"{'>' if low_open else '>='} {low:g}")
+        if high is not None:
+            bounds.append(f"<= {high:g}")
+        expected = "a finite number" + (f" {' and '.join(bounds)}" if bounds else "")
+        raise ConfigError(f"{field}: expected {expected}{' (or null)' if optional else ''}, got {value!r}")
 
 
 def to_dict(config: Any) -> Any:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import json
+import dataclasses
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vpd.commands.train import add_config_arguments
+
+if TYPE_CHECKING:
+    from vpd.training.config import RunConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,16 +33,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def load_any_model(source: str, task_name: str):
-    """A vpd folder / hub id, or a released checkpoint file converted on the fly."""
+def load_any_model(source: str, config: RunConfig):
+    """A vpd folder / hub id, or a released checkpoint file converted on the fly with the recipe's settings (what the
+    weights do not hold: max_depth, the class names)."""
     from vpd.modeling.stable_diffusion import is_single_file
     from vpd.tasks import get_task
 
     if is_single_file(source):
         from vpd.convert.vpd_depth import convert_vpd_depth
+        from vpd.modeling.depth import VPDDepthConfig
 
-        return convert_vpd_depth(source)
-    return get_task(task_name).load_model(source)
+        base = VPDDepthConfig()
+        names = config.model.class_names or base.backbone.class_names
+        base = dataclasses.replace(
+            base,
+            backbone=dataclasses.replace(base.backbone, class_names=tuple(names)),
+            max_depth=config.model.max_depth,
+        )
+        return convert_vpd_depth(source, base_config=base)
+    return get_task(config.model.task).load_model(source)
 
 
 def format_table(metrics: dict[str, float]) -> str:
@@ -54,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from accelerate import Accelerator
 
+    from vpd.data.io import write_csv_atomic, write_json_atomic
     from vpd.data.registry import build_dataset
     from vpd.tasks import get_task
     from vpd.training.config import load_run_config
@@ -68,16 +81,18 @@ def run(args: argparse.Namespace) -> int:
     task = get_task(config.model.task)
     dataset = build_dataset(config.data.val.kind, config.data.val.args, where="data.val")
     accelerator = Accelerator()
-    model = load_any_model(source, config.model.task).to(accelerator.device).eval()
+    model = load_any_model(source, config).to(accelerator.device).eval()
     output = Path(args.output or Path(config.train.output_dir) / "eval")
 
     on_batch = None
     if args.save_predictions:
-        from vpd.data.io import write_depth_png
+        from vpd.data.io import depth_png_scale, write_depth_png
+
+        scale = depth_png_scale(float(model.config.max_depth))  # the same units as `vpd predict`
 
         def on_batch(batch: dict, prediction: torch.Tensor) -> None:
             for name, depth in zip(batch["name"], prediction):
-                write_depth_png(output / "predictions" / f"{name}.png", depth[0].float().cpu().numpy())
+                write_depth_png(output / "predictions" / f"{name}.png", depth[0].float().cpu().numpy(), scale)
 
     start = time.perf_counter()
     result = evaluate(
@@ -101,12 +116,11 @@ def run(args: argparse.Namespace) -> int:
             "seconds": round(time.perf_counter() - start, 1),
             "metrics": result.metrics,
         }
-        (output / "metrics.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        write_json_atomic(output / "metrics.json", summary)
+        written = ["metrics.json"]
         if result.rows:
-            with open(output / "per_sample.csv", "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=list(result.rows[0]))
-                writer.writeheader()
-                writer.writerows(result.rows)
+            write_csv_atomic(output / "per_sample.csv", result.rows)
+            written.append("per_sample.csv")
         print(format_table(result.metrics))
-        print(f"{len(result.rows)} samples in {summary['seconds']}s -> {output}/metrics.json, per_sample.csv")
+        print(f"{len(result.rows)} samples in {summary['seconds']}s -> {output}/{', '.join(written)}")
     return 0

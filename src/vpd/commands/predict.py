@@ -6,10 +6,13 @@ millimetres; 1/256 m, the KITTI convention, for models whose ``max_depth`` excee
 = the image's 2nd-98th depth percentiles): the folder structure below each input folder is kept; a file given
 directly lands in ``<output>`` itself. Every file is written atomically.
 
-Error policy: problems that make the whole run pointless (no images, a missing model, an unknown scene, two inputs
-that would write the same output, an output that would replace an input) stop before any prediction with one line and
-exit code 2. An image that cannot be read is skipped with one line naming it; the others are still predicted and the
-run ends with a list of the failures and exit code 1.
+Error policy: problems that make the whole run pointless (no images, a missing model, an unknown scene, a device
+this machine lacks, an unusable PNG scale, two inputs that would write the same output, an output that would replace
+an input, an output folder that cannot be written) stop before any prediction with one line and exit code 2. An image
+that cannot be read (corrupt, truncated, not an image, too large to decode safely) or predicted (too elongated for
+the windows asked for) is skipped with one line naming it; the others are still predicted and the run ends with a
+list of the failures and exit code 1. An image larger than ``--max-pixels`` runs at the largest processing
+resolution within that budget, said in one line, and its depth is resized back to the full size.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from vpd.commands.train import positive_number
+from vpd.limits import MAX_MODEL_PIXELS, MAX_PROCESSING_RESOLUTION, MAX_WINDOWS
 
 FORMATS = ("png16", "npy", "color")
 SUFFIXES = {"png16": "_depth.png", "npy": "_depth.npy", "color": "_depth_color.png"}
@@ -32,13 +38,15 @@ class _Job:
     stem: str  # output path without suffix, relative to --output
 
 
-def _int_at_least(minimum: int, what: str) -> Callable[[str], int]:
+def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    what = f">= {low}" if high is None else f"from {low} to {high}"
+
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected an integer {what}, got {text!r}") from None
-        if value < minimum:
+        if value < low or (high is not None and value > high):
             raise argparse.ArgumentTypeError(f"expected an integer {what}, got {value}")
         return value
 
@@ -78,21 +86,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--windows",
         metavar="N",
-        type=_int_at_least(1, ">= 1"),
+        type=_int_in(1, MAX_WINDOWS),
         default=None,
         help="sliding square windows along the longer side (official NYUv2 test: 2); default: whole image",
     )
     parser.add_argument(
         "--processing-resolution",
         metavar="N",
-        type=_int_at_least(0, ">= 0"),
+        type=_int_in(0, MAX_PROCESSING_RESOLUTION),
         default=0,
         help="resize so the longer side has N pixels before the model, depth resized back; 0 (default): native",
     )
     parser.add_argument(
+        "--max-pixels",
+        metavar="N",
+        type=_int_in(1),
+        default=MAX_MODEL_PIXELS,
+        help=f"pixel budget of one image as the model sees it (default {MAX_MODEL_PIXELS}, 2048x2048); larger images "
+        "run at the largest processing resolution within it, said per image",
+    )
+    parser.add_argument(
         "--batch-size",
         metavar="N",
-        type=_int_at_least(1, ">= 1"),
+        type=_int_in(1),
         default=1,
         help="images (and crops) per model call (default 1)",
     )
@@ -113,7 +129,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--png-scale",
         metavar="UNITS",
-        type=float,
+        type=positive_number(float),
         default=None,
         help="16-bit PNG units per metre; default 1000 (millimetres), or 256 (KITTI convention) for models whose "
         "max_depth exceeds the 65.535 m that millimetres can hold",
@@ -174,76 +190,115 @@ def collect_jobs(inputs: list[str], output: str) -> list[_Job]:
     return jobs
 
 
-def _resolve_device(name: str) -> str:
-    if name != "auto":
-        return name
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+def _check_writable(output: str) -> None:
+    """Fails before a model is loaded when ``output`` (or the folder it would be created in) cannot be written."""
+    folder = os.path.abspath(output)
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise NotADirectoryError(f"--output {output}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):  # also catches read-only file systems (EROFS), even for root
+        raise PermissionError(f"--output {output}: {folder} is not writable")
 
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
-    import torch
     from tqdm import tqdm
 
-    from vpd.data.io import read_image, save_npy_atomic, write_depth_png, write_png_atomic
-    from vpd.inference.predictor import DepthPredictor
+    from vpd.data.io import depth_png_scale, read_image, save_npy_atomic, write_depth_png, write_png_atomic
+    from vpd.inference.predictor import DepthPredictor, fitting_resolution, processed_size
     from vpd.inference.visualize import colorize_depth
+    from vpd.runtime import resolve_device
 
     start = time.perf_counter()
     jobs = collect_jobs(args.inputs, args.output)  # cheap checks first: fail before loading a large model
+    device = resolve_device(args.device)
+    _check_writable(args.output)
+
+    import torch
 
     dtype = torch.bfloat16 if args.bf16 else None
-    predictor = DepthPredictor.from_pretrained(args.model, device=_resolve_device(args.device), dtype=dtype)
+    predictor = DepthPredictor.from_pretrained(args.model, device=device, dtype=dtype)
     scene: str | int | None = args.scene
     if isinstance(scene, str) and scene not in predictor.class_names and scene.lstrip("-").isdigit():
         scene = int(scene)
     predictor.resolve_scene(scene)  # an unknown scene fails here, before any image is read
-    max_depth = float(predictor.model.config.max_depth)
-    png_scale = args.png_scale if args.png_scale is not None else (1000.0 if max_depth <= 65.535 else 256.0)
-    if png_scale <= 0:
-        raise ValueError(f"--png-scale must be > 0, got {png_scale}")
+    try:
+        png_scale = depth_png_scale(float(predictor.model.config.max_depth), args.png_scale)
+    except ValueError as err:
+        raise ValueError(f"--png-scale: {err}") from None
 
     failures: list[str] = []
     done = 0
-    with tqdm(total=len(jobs), unit="image", file=sys.stderr, disable=None, dynamic_ncols=True) as progress:
-        for first in range(0, len(jobs), args.batch_size):
-            batch, images = [], []
-            for job in jobs[first : first + args.batch_size]:
-                try:
-                    images.append(read_image(job.source))
-                    batch.append(job)
-                except (ValueError, OSError) as err:
-                    failures.append(job.source)
-                    tqdm.write(f"vpd predict: skipped {err}", file=sys.stderr)
-                    progress.update(1)
-            if not batch:
-                continue
+
+    def skip(job: _Job, reason: object) -> None:
+        failures.append(job.source)
+        tqdm.write(f"vpd predict: skipped {reason}", file=sys.stderr)
+        progress.update(1)
+
+    def predict(group: list[tuple[_Job, np.ndarray]], resolution: int) -> None:
+        nonlocal done
+        try:
             predictions = predictor(
-                images,
+                [image for _, image in group],
                 scene=scene,
                 flip=args.flip,
                 windows=args.windows,
-                processing_resolution=args.processing_resolution,
+                processing_resolution=resolution,
                 batch_size=args.batch_size,
+                max_pixels=None,  # budgeted per image below
             )
-            for job, prediction in zip(batch, predictions, strict=True):
-                depth = np.asarray(prediction.depth)  # float32 [H, W] metres (output_type="np")
-                target = os.path.join(args.output, job.stem)
+        except ValueError as err:
+            if len(group) > 1:  # find the image at fault; the others are still predicted
+                for item in group:
+                    predict([item], resolution)
+                return
+            skip(group[0][0], f"{group[0][0].source}: {err}")
+            return
+        for (job, _), prediction in zip(group, predictions, strict=True):
+            depth = np.asarray(prediction.depth)  # float32 [H, W] metres (output_type="np")
+            target = os.path.join(args.output, job.stem)
+            try:
                 if "png16" in args.formats:
                     write_depth_png(target + SUFFIXES["png16"], depth, scale=png_scale)
                 if "npy" in args.formats:
                     save_npy_atomic(target + SUFFIXES["npy"], depth)
                 if "color" in args.formats:
                     write_png_atomic(target + SUFFIXES["color"], colorize_depth(depth, cmap=args.cmap))
-                done += 1
-                progress.update(1)
+            except OSError as err:  # disk full, quota: every file is atomic, so none is left half-written
+                raise OSError(f"writing {target}_depth.*: {err.strerror or err}") from None
+            done += 1
+            progress.update(1)
+
+    with tqdm(total=len(jobs), unit="image", file=sys.stderr, disable=None, dynamic_ncols=True) as progress:
+        for first in range(0, len(jobs), args.batch_size):
+            within: list[tuple[_Job, np.ndarray]] = []
+            for job in jobs[first : first + args.batch_size]:
+                try:
+                    image = read_image(job.source)
+                except (ValueError, OSError) as err:
+                    skip(job, err)
+                    continue
+                size = (int(image.shape[0]), int(image.shape[1]))
+                height, width = processed_size(size, args.processing_resolution)
+                if height * width <= args.max_pixels:
+                    within.append((job, image))
+                    continue
+                resolution = fitting_resolution(size, args.max_pixels)
+                fitted = processed_size(size, resolution)
+                tqdm.write(
+                    f"vpd predict: {job.source} is {size[0]}x{size[1]}; predicted at {fitted[0]}x{fitted[1]} "
+                    f"(--max-pixels {args.max_pixels}) and resized back",
+                    file=sys.stderr,
+                )
+                predict([(job, image)], resolution)
+            if within:
+                predict(within, args.processing_resolution)
 
     seconds = time.perf_counter() - start
     print(f"vpd predict: {done} image{'s' * (done != 1)} in {seconds:.1f} s -> {args.output}")
     if failures:
         shown = ", ".join(failures[:5]) + (f" (+{len(failures) - 5} more)" if len(failures) > 5 else "")
-        print(f"vpd predict: {len(failures)} of {len(jobs)} images could not be read: {shown}", file=sys.stderr)
+        print(f"vpd predict: {len(failures)} of {len(jobs)} images were skipped: {shown}", file=sys.stderr)
         return 1
     return 0

@@ -4,6 +4,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+from collections.abc import Callable
+
+
+def positive_number(kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    """An argparse type: a finite number > 0 of ``kind``."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+        return value
+
+    return parse
 
 
 def add_overrides_argument(parser: argparse.ArgumentParser, example: str = "--set train.batch_size=8") -> None:

@@ -129,11 +129,14 @@ def convert_vpd_depth(
         allow_globals: see :func:`vpd.convert.checkpoint_io.load_checkpoint`.
     """
     raw = checkpoint if isinstance(checkpoint, Mapping) else load_checkpoint(checkpoint, allow_globals)
-    config, state = convert_depth_state_dict(
-        extract_state_dict(raw), layout, base_config=base_config, num_heads=num_heads
-    )
+    source = checkpoint if not isinstance(checkpoint, Mapping) else "checkpoint"
+    try:
+        config, state = convert_depth_state_dict(
+            extract_state_dict(raw), layout, base_config=base_config, num_heads=num_heads
+        )
+    except (ValueError, KeyError) as err:
+        raise ValueError(f"{source}: {str(err).strip(chr(39))}") from None
     with torch.device("meta"):
         model = VPDDepth(config)
-    source = checkpoint if not isinstance(checkpoint, Mapping) else "checkpoint"
     load_state_dict_strict(model, state, source=str(source), assign=True)
     return model.eval()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 
 from vpd.data.base import DepthDataset, DepthSample, Transform, check_files
-from vpd.data.io import list_images, read_depth_png, read_image
+from vpd.data.io import MILLIMETRES, list_images, read_depth_png, read_image
 
 __all__ = ["ImageFolderDepth"]
 
@@ -33,7 +34,8 @@ class ImageFolderDepth(DepthDataset):
             sequence of image paths.
         depths: optional folder of depth PNGs: ``images/a/b.jpg`` pairs with ``depths/a/b.png``. When given, every
             image must have one.
-        depth_scale: stored depth value per metre (1000 = millimetres).
+        depth_scale: stored depth value per metre. None (default): 16-bit PNGs in millimetres (1000), 8-bit
+            PNGs refused; an explicit value also accepts 8-bit PNGs (e.g. 25 for a 0-10 m map quantised to 8 bits).
         class_names: the scene classes of the model the samples are for (stored as ``self.class_names``).
         scene: a name from ``class_names`` given to every sample as its ``class_id``; ``None`` gives -1.
         recursive: search sub-folders of an ``images`` folder.
@@ -53,7 +55,7 @@ class ImageFolderDepth(DepthDataset):
         self,
         images: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
         depths: str | os.PathLike[str] | None = None,
-        depth_scale: float = 1000.0,
+        depth_scale: float | None = None,
         class_names: Sequence[str] = (),
         scene: str | None = None,
         recursive: bool = True,
@@ -65,9 +67,10 @@ class ImageFolderDepth(DepthDataset):
         if scene is not None and scene not in self.class_names:
             raise ValueError(f"ImageFolderDepth: scene {scene!r} is not one of class_names {self.class_names}")
         self.class_id = self.class_names.index(scene) if scene is not None else -1
-        if depth_scale <= 0:
-            raise ValueError(f"ImageFolderDepth: depth_scale must be > 0, got {depth_scale}")
-        self.depth_scale = float(depth_scale)
+        if depth_scale is not None and not (math.isfinite(depth_scale) and depth_scale > 0):
+            raise ValueError(f"ImageFolderDepth: depth_scale must be a finite number > 0, got {depth_scale}")
+        self.allow_8bit = depth_scale is not None
+        self.depth_scale = float(depth_scale) if depth_scale is not None else MILLIMETRES
 
         if isinstance(images, (str, os.PathLike)):
             source = os.fspath(images)
@@ -103,7 +106,7 @@ class ImageFolderDepth(DepthDataset):
         image = read_image(self.image_paths[index])
         depth = None
         if self.depth_paths is not None:
-            depth = read_depth_png(self.depth_paths[index], self.depth_scale)
+            depth = read_depth_png(self.depth_paths[index], self.depth_scale, allow_8bit=self.allow_8bit)
             if depth.shape != image.shape[:2]:
                 raise ValueError(
                     f"{self.depth_paths[index]}: depth is {depth.shape}, image {self.image_paths[index]} is "

@@ -10,21 +10,29 @@ old file or the new one, never a truncated PNG that a resumed evaluation would t
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
+import json
+import math
 import os
 import secrets
+import warnings
 from collections.abc import Callable
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "depth_png_scale",
     "list_images",
     "read_depth_png",
     "read_image",
     "save_npy_atomic",
+    "write_csv_atomic",
     "write_depth_png",
+    "write_json_atomic",
     "write_png_atomic",
 ]
 
@@ -51,18 +59,43 @@ def _open_checked(path: str) -> Image.Image:
         raise FileNotFoundError(f"{path}: no such file")
     if os.path.isdir(path):
         raise ValueError(f"{path}: is a folder, expected an image file")
-    try:
-        image = Image.open(path)
-    except UnidentifiedImageError:
-        raise ValueError(f"{path}: not an image Pillow can read (expected PNG/JPEG/BMP/TIFF/WebP)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ValueError(f"{path}: unreadable image ({type(exc).__name__}: {exc})") from None
-    try:
-        image.load()  # decoding is lazy; truncated or corrupt data only fails here
-    except (OSError, SyntaxError, ValueError) as exc:
-        image.close()
-        raise ValueError(f"{path}: unreadable image ({type(exc).__name__}: {exc})") from None
+    with warnings.catch_warnings():
+        # Pillow warns above MAX_IMAGE_PIXELS and refuses above twice that; the refusal is reported below, and a
+        # large image that decodes is bounded later by the model's pixel budget (vpd.limits.MAX_MODEL_PIXELS).
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(path)
+        except UnidentifiedImageError:
+            raise ValueError(f"{path}: not an image Pillow can read (expected PNG/JPEG/BMP/TIFF/WebP)") from None
+        except Image.DecompressionBombError:
+            raise ValueError(f"{path}: image too large to decode safely ({_too_large(path)})") from None
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise ValueError(f"{path}: unreadable image ({type(exc).__name__}: {exc})") from None
+        try:
+            image.load()  # decoding is lazy; truncated or corrupt data only fails here
+        except Image.DecompressionBombError:
+            image.close()
+            raise ValueError(f"{path}: image too large to decode safely ({_too_large(path)})") from None
+        except (OSError, SyntaxError, ValueError, MemoryError) as exc:
+            image.close()
+            raise ValueError(f"{path}: unreadable image ({type(exc).__name__}: {exc})") from None
     return image
+
+
+def _too_large(path: str) -> str:
+    """``"20000x20000 = 400.0 MP, limit 178.9 MP"`` from the header alone (Pillow's limit lifted just to read it)."""
+    limit = Image.MAX_IMAGE_PIXELS or 0
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            Image.MAX_IMAGE_PIXELS = None
+            with Image.open(path) as image:
+                width, height = image.size
+    except Exception:
+        return f"more than {2 * limit / 1e6:.1f} MP"
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    return f"{width}x{height} = {width * height / 1e6:.1f} MP, limit {2 * limit / 1e6:.1f} MP"
 
 
 def _exif_orientation(image: Image.Image) -> int:
@@ -158,35 +191,75 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     return np.require(array, dtype=np.uint8, requirements=["C_CONTIGUOUS", "WRITEABLE", "OWNDATA"])
 
 
-def read_depth_png(path: str | os.PathLike[str], scale: float) -> np.ndarray:
-    """Reads a single-channel 16-bit (or 8-bit) depth PNG as metres.
+def read_depth_png(path: str | os.PathLike[str], scale: float, *, allow_8bit: bool = False) -> np.ndarray:
+    """Reads a single-channel 16-bit depth PNG as metres.
 
     Args:
         path: the PNG.
         scale: stored value per metre (NYUv2 sync: 1000, i.e. millimetres; KITTI: 256).
+        allow_8bit: also accept 8-bit PNGs. Off by default: an 8-bit depth map read at a 16-bit scale (values
+            0-255 as millimetres) silently gives nonsense metrics, so only a caller that was given an explicit scale
+            for its 8-bit files turns this on.
 
     Returns:
         float32 ``[H, W]`` depth in metres, ``value / scale``; 0 stays 0 (invalid).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: not an image, or not single-channel.
+        ValueError: not an image, not single-channel, or 8-bit without ``allow_8bit``.
     """
     path = os.fspath(path)
-    if scale <= 0:
-        raise ValueError(f"read_depth_png: scale must be > 0 (1000 for NYU mm, 256 for KITTI), got {scale}")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"read_depth_png: scale must be a finite number > 0 (NYU mm: 1000, KITTI: 256), got {scale}")
     with _open_checked(path) as image:
         if image.mode not in (*_SIXTEEN_BIT_GRAY_MODES, "L"):
             raise ValueError(
-                f"{path}: a depth PNG must be single-channel 8- or 16-bit, got mode {image.mode} "
+                f"{path}: a depth PNG must be single-channel 16-bit, got mode {image.mode} "
                 f"({len(image.getbands())} channels)"
+            )
+        if image.mode == "L" and not allow_8bit:
+            raise ValueError(
+                f"{path}: an 8-bit depth PNG; depth maps are 16-bit (values / {scale:g} = metres). If these 8-bit "
+                "values really are depths, give the dataset an explicit depth_scale"
             )
         stored = np.asarray(image)
     # float64 for the division so /1000 and /256 are correctly rounded to float32 once.
     return (stored.astype(np.float64) / scale).astype(np.float32)
 
 
-def _atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> None:
+#: Depth PNG units per metre: millimetres (NYU) unless that cannot hold the model's range, then KITTI's 1/256 m.
+MILLIMETRES, KITTI_UNITS = 1000.0, 256.0
+_UINT16_MAX = 65535
+
+
+def depth_png_scale(max_depth: float, scale: float | None = None) -> float:
+    """The 16-bit PNG scale (units per metre) for depths up to ``max_depth`` metres.
+
+    Default: 1000 (millimetres) when ``max_depth`` fits in 65.535 m, else 256 (the KITTI convention). A requested
+    ``scale`` is checked: it must store ``max_depth`` without clipping and give at least 256 levels over it.
+
+    Raises:
+        ValueError: a scale that is not a finite number, that would clip depths below ``max_depth``, or that would
+            leave fewer than 256 levels.
+    """
+    if scale is None:
+        return MILLIMETRES if max_depth * MILLIMETRES <= _UINT16_MAX else KITTI_UNITS
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"png scale: expected a finite number > 0 (units per metre), got {scale}")
+    if max_depth * scale > _UINT16_MAX:
+        raise ValueError(
+            f"png scale {scale:g}: 16 bits hold at most {_UINT16_MAX / scale:.4g} m at that scale, less than the "
+            f"model's max_depth {max_depth:g} m; use at most {math.floor(_UINT16_MAX / max_depth)}"
+        )
+    if max_depth * scale < 255:
+        raise ValueError(
+            f"png scale {scale:g}: only {max_depth * scale:.0f} levels over the model's 0-{max_depth:g} m; "
+            f"use at least {math.ceil(255 / max_depth)}"
+        )
+    return float(scale)
+
+
+def _atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> None:
     """Runs ``write`` on a fresh hidden file next to ``path``, fsyncs it, then renames it over ``path``."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -226,7 +299,7 @@ def write_png_atomic(path: str | os.PathLike[str], array: np.ndarray) -> None:
     _atomic_write(path, lambda handle: image.save(handle, format="PNG"))
 
 
-def write_depth_png(path: str | os.PathLike[str], depth_m: np.ndarray, scale: float = 1000.0) -> None:
+def write_depth_png(path: str | os.PathLike[str], depth_m: np.ndarray, scale: float = MILLIMETRES) -> None:
     """Writes metric depth as a 16-bit PNG (``round(depth * scale)``), atomically; parent folders are created.
 
     Args:
@@ -258,6 +331,32 @@ def save_npy_atomic(path: str | os.PathLike[str], array: np.ndarray) -> None:
     _atomic_write(path, lambda handle: np.save(handle, data, allow_pickle=False))
 
 
+def _json_safe(value: Any) -> Any:
+    """``value`` with NaN / infinity (no JSON literal for them) as None, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
+    """Writes strict JSON (NaN and infinity as ``null``; other objects as ``str``), atomically."""
+    text = json.dumps(_json_safe(data), indent=2, allow_nan=False, default=str) + "\n"
+    _atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def write_csv_atomic(path: str | os.PathLike[str], rows: list[dict[str, Any]]) -> None:
+    """Writes dict rows (the first row's keys as the header) as CSV, atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    _atomic_write(path, lambda handle: handle.write(buffer.getvalue().encode("utf-8")))
+
+
 def _has_image_extension(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
@@ -286,7 +385,13 @@ def list_images(path_or_dir: str | os.PathLike[str], recursive: bool = True) -> 
         raise FileNotFoundError(f"{root}: no such file or folder")
     found: list[str] = []
     if recursive:
+        visited: set[tuple[int, int]] = set()  # each real folder once: a symlink loop is not an endless tree
         for folder, subdirs, files in os.walk(root, followlinks=True):
+            info = os.stat(folder)
+            if (info.st_dev, info.st_ino) in visited:
+                subdirs[:] = []
+                continue
+            visited.add((info.st_dev, info.st_ino))
             subdirs[:] = [d for d in subdirs if not d.startswith(".")]
             found.extend(os.path.join(folder, f) for f in files if not f.startswith(".") and _has_image_extension(f))
     else:

@@ -13,6 +13,7 @@ The predictor owns pre- and post-processing in one place: conversion to float RG
 
 from __future__ import annotations
 
+import math
 import numbers
 import os
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ from PIL import Image
 
 from vpd.data.io import read_image
 from vpd.inference.tta import predict_depth_tta
+from vpd.limits import MAX_MODEL_PIXELS, MAX_PROCESSING_RESOLUTION, MAX_WINDOWS
 from vpd.modeling.depth import VPDDepth
 
 __all__ = ["DepthPrediction", "DepthPredictor", "ImageInput"]
@@ -74,6 +76,13 @@ class DepthPredictor:
     def __init__(
         self, model: VPDDepth, device: str | torch.device | None = None, dtype: torch.dtype | None = None
     ) -> None:
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(
+                f"{type(self).__name__}(model): expected a VPDDepth model, got {_describe(model)}; to load a saved "
+                f"model from a folder or hub id use {type(self).__name__}.from_pretrained({model!r})"
+                if isinstance(model, (str, os.PathLike))
+                else f"{type(self).__name__}(model): expected a VPDDepth model, got {_describe(model)}"
+            )
         if device is not None or dtype is not None:
             model = model.to(device=device, dtype=dtype)
         self.model = model.eval()
@@ -137,6 +146,7 @@ class DepthPredictor:
         processing_resolution: int = 0,
         batch_size: int = 1,
         output_type: str = "np",
+        max_pixels: int | None = MAX_MODEL_PIXELS,
     ) -> None:
         """Validates the arguments of :meth:`__call__` (files are only opened later).
 
@@ -151,13 +161,17 @@ class DepthPredictor:
         self.resolve_scene(scene)
         if not isinstance(flip, (bool, np.bool_)):
             raise ValueError(f"flip: expected True or False, got {flip!r}")
-        if windows is not None and (not _is_int(windows) or windows < 1):
-            raise ValueError(f"windows: expected None (whole image) or an integer >= 1, got {windows!r}")
-        if not _is_int(processing_resolution) or processing_resolution < 0:
+        if windows is not None and (not _is_int(windows) or not 1 <= windows <= MAX_WINDOWS):
             raise ValueError(
-                "processing_resolution: expected an integer >= 0 (0 = native resolution), "
-                f"got {processing_resolution!r}"
+                f"windows: expected None (whole image) or an integer from 1 to {MAX_WINDOWS}, got {windows!r}"
             )
+        if not _is_int(processing_resolution) or not 0 <= processing_resolution <= MAX_PROCESSING_RESOLUTION:
+            raise ValueError(
+                f"processing_resolution: expected an integer from 0 (native resolution) to "
+                f"{MAX_PROCESSING_RESOLUTION}, got {processing_resolution!r}"
+            )
+        if max_pixels is not None and (not _is_int(max_pixels) or max_pixels < 1):
+            raise ValueError(f"max_pixels: expected None (no limit) or an integer >= 1, got {max_pixels!r}")
         if not _is_int(batch_size) or batch_size < 1:
             raise ValueError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
         if output_type not in ("np", "pt"):
@@ -268,6 +282,7 @@ class DepthPredictor:
         processing_resolution: int = ...,
         batch_size: int = ...,
         output_type: Literal["np", "pt"] = ...,
+        max_pixels: int | None = ...,
     ) -> DepthPrediction: ...
 
     @overload
@@ -281,6 +296,7 @@ class DepthPredictor:
         processing_resolution: int = ...,
         batch_size: int = ...,
         output_type: Literal["np", "pt"] = ...,
+        max_pixels: int | None = ...,
     ) -> list[DepthPrediction]: ...
 
     @overload
@@ -294,6 +310,7 @@ class DepthPredictor:
         processing_resolution: int = ...,
         batch_size: int = ...,
         output_type: Literal["np", "pt"] = ...,
+        max_pixels: int | None = ...,
     ) -> DepthPrediction | list[DepthPrediction]: ...
 
     def __call__(
@@ -306,6 +323,7 @@ class DepthPredictor:
         processing_resolution: int = 0,
         batch_size: int = 1,
         output_type: Literal["np", "pt"] = "np",
+        max_pixels: int | None = MAX_MODEL_PIXELS,
     ) -> DepthPrediction | list[DepthPrediction]:
         """Predicts metric depth.
 
@@ -326,6 +344,9 @@ class DepthPredictor:
             batch_size: crops per model call (windows x flips x images of equal processed size are batched
                 together); bounds peak memory.
             output_type: ``"np"`` for numpy ``[H, W]`` depth, ``"pt"`` for torch ``[1, H, W]`` on the model's device.
+            max_pixels: the most pixels an image may have as the model sees it (after ``processing_resolution``);
+                larger ones are refused, naming the image and the ``processing_resolution`` that would fit. None: no
+                limit (memory grows with the pixels: a full SD-1.5 model needs about 10 GB at 2048 x 2048).
 
         Returns:
             A :class:`DepthPrediction` for one image, or a list of them, in input order, for a list.
@@ -334,11 +355,19 @@ class DepthPredictor:
             ValueError: an argument of the wrong form (see :meth:`check_inputs`) or an unreadable image file.
             FileNotFoundError: an image path that does not exist.
         """
-        self.check_inputs(images, scene, flip, windows, processing_resolution, batch_size, output_type)
+        self.check_inputs(images, scene, flip, windows, processing_resolution, batch_size, output_type, max_pixels)
         items, is_batch = self._as_list(images)
         class_id, scene_name = self.resolve_scene(scene)
         inputs = [self._to_tensor(item) for item in items]
         sizes = [(int(t.shape[1]), int(t.shape[2])) for t in inputs]
+        for i, size in enumerate(sizes):
+            height, width = processed_size(size, processing_resolution)
+            if max_pixels is not None and height * width > max_pixels:
+                name = f"images[{i}]" if is_batch else "images"
+                raise ValueError(
+                    f"{name}: {size[0]}x{size[1]} would run at {height}x{width}, more than max_pixels={max_pixels}; "
+                    f"pass processing_resolution={fitting_resolution(size, max_pixels)} (or max_pixels=None)"
+                )
         processed = [_resize_longer_side(t, processing_resolution) for t in inputs]
 
         # Only images of equal processed size can share a batch; grouping keeps the output order via the indices.
@@ -378,11 +407,26 @@ def _is_int(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
+def processed_size(size: tuple[int, int], resolution: int) -> tuple[int, int]:
+    """``(H, W)`` of an image of ``size`` resized so that its longer side is ``resolution`` (0: unchanged)."""
+    height, width = size
+    if resolution == 0 or max(height, width) == resolution:
+        return height, width
+    scale = resolution / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def fitting_resolution(size: tuple[int, int], max_pixels: int) -> int:
+    """The largest ``processing_resolution`` at which an image of ``size`` has at most ``max_pixels`` pixels."""
+    resolution = max(1, int(max(size) * math.sqrt(max_pixels / (size[0] * size[1]))))
+    while resolution > 1 and math.prod(processed_size(size, resolution)) > max_pixels:
+        resolution -= 1
+    return resolution
+
+
 def _resize_longer_side(image: torch.Tensor, resolution: int) -> torch.Tensor:
     """``[3, H, W]`` resized (bilinear, antialiased) so that ``max(H, W) == resolution``; unchanged for 0."""
-    height, width = image.shape[-2:]
-    if resolution == 0 or max(height, width) == resolution:
+    size = processed_size((int(image.shape[-2]), int(image.shape[-1])), resolution)
+    if size == tuple(image.shape[-2:]):
         return image
-    scale = resolution / max(height, width)
-    size = (max(1, round(height * scale)), max(1, round(width * scale)))
     return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]

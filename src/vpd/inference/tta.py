@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 import torch
 
+from vpd.limits import MAX_WINDOWS
+
 __all__ = ["DepthForward", "predict_depth_tta", "sliding_windows"]
 
 #: ``forward(images [b, 3, h, w], class_ids [b] | None) -> depth [b, 1, h, w]``.
@@ -43,12 +45,13 @@ def sliding_windows(height: int, width: int, num_windows: int = 2) -> list[Windo
         ``(top, left, h, w)`` per window, ordered by offset.
 
     Raises:
-        ValueError: a size or ``num_windows`` below 1.
+        ValueError: a size or ``num_windows`` below 1, ``num_windows`` above :data:`vpd.limits.MAX_WINDOWS`, or an
+            image so elongated that covering it needs more than that many windows.
     """
     if height < 1 or width < 1:
         raise ValueError(f"sliding_windows: height and width must be >= 1, got {height}x{width}")
-    if num_windows < 1:
-        raise ValueError(f"sliding_windows: num_windows must be >= 1, got {num_windows}")
+    if not 1 <= num_windows <= MAX_WINDOWS:
+        raise ValueError(f"sliding_windows: num_windows must be from 1 to {MAX_WINDOWS}, got {num_windows}")
     if num_windows == 1 or height == width:
         return [(0, 0, height, width)]
     side = min(height, width)
@@ -59,6 +62,11 @@ def sliding_windows(height: int, width: int, num_windows: int = 2) -> list[Windo
     num_windows = min(num_windows, span + 1)  # more would only repeat offsets (or, with interval 0, leave gaps)
     while span - (num_windows - 2) * (span // (num_windows - 1)) > side:
         num_windows += 1
+        if num_windows > MAX_WINDOWS:
+            raise ValueError(
+                f"sliding windows: a {height}x{width} image needs more than {MAX_WINDOWS} square windows of side "
+                f"{side} to be covered; predict it without windows, or crop it first"
+            )
     interval = span // (num_windows - 1)
     offsets: list[int] = []
     for i in range(num_windows):

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from vpd.configuration import check_range
 from vpd.modeling.backbone import BackboneConfig, LatentEncoder, VPDBackbone
 from vpd.modeling.heads.depth import VPDDepthHead
 from vpd.modeling.hub import PretrainedModel
@@ -46,6 +47,9 @@ class VPDDepthConfig:
     fused_channels: int = 1536
     deconv_channels: tuple[int, ...] = (32, 32, 32)
     head_channels: int = 192
+
+    def __post_init__(self) -> None:
+        check_range("max_depth", self.max_depth, low=0, low_open=True)
 
 
 class VPDDepth(PretrainedModel):

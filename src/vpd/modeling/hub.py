@@ -20,6 +20,7 @@ from torch import nn
 
 from vpd import __version__
 from vpd.configuration import ConfigError, from_dict, to_dict
+from vpd.errors import first_line
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -43,20 +44,37 @@ class PretrainedModel(nn.Module):
     def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
         """Writes ``config.json`` and ``model.safetensors`` into ``directory`` (created), atomically.
 
-        The files are written into a temporary sibling folder which then replaces ``directory``'s files, so an
-        interrupted save never leaves a half-written checkpoint.
+        The files are written into a temporary sibling folder first. A new ``directory`` is that folder renamed
+        into place (one atomic step); an existing one gets each file replaced by rename. An interrupted save never
+        leaves a half-written checkpoint. Files and folder get the permissions of the process umask, like any
+        file the user writes.
+
+        Raises:
+            OSError: the folder cannot be written (disk full, permissions), naming it.
         """
         directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        try:
+            directory.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        except OSError as err:
+            raise OSError(f"cannot write the model folder {directory}: {err.strerror or err}") from None
         try:
             config = {"model_type": self.model_type, "vpd_version": __version__, **to_dict(self.config)}
-            (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+            (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, allow_nan=False) + "\n")
             state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
             save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "model_type": self.model_type})
-            directory.mkdir(exist_ok=True)
+            umask = _umask()
             for name in (CONFIG_NAME, WEIGHTS_NAME):
-                os.replace(tmp / name, directory / name)
+                os.chmod(tmp / name, 0o666 & ~umask)
+            if not directory.exists():
+                os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700
+                os.rename(tmp, directory)
+            else:
+                for name in (CONFIG_NAME, WEIGHTS_NAME):
+                    os.replace(tmp / name, directory / name)
+        except Exception as err:  # disk full shows up as OSError, SafetensorError or RuntimeError
+            reason = first_line(err)
+            raise OSError(f"cannot write the model folder {directory}: {reason}") from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return directory
@@ -76,7 +94,7 @@ class PretrainedModel(nn.Module):
         Called on :class:`PretrainedModel` itself, the class is picked from ``config.json``'s ``model_type``.
         """
         config_path, weights_path = resolve_checkpoint(source, revision=revision, local_files_only=local_files_only)
-        raw = json.loads(Path(config_path).read_text())
+        raw = read_config_json(config_path)
         model_type = raw.pop("model_type", None)
         raw.pop("vpd_version", None)
         model_cls: type[M] = cls
@@ -92,11 +110,37 @@ class PretrainedModel(nn.Module):
             raise ValueError(f"{config_path}: {err}") from None
         with torch.device("meta"):
             model = model_cls(config)
-        state = load_file(str(weights_path), device=str(device))
+        state = read_safetensors(weights_path, device=device)
         load_state_dict_strict(model, state, source=str(weights_path), assign=True)
         if dtype is not None:
             model.to(dtype)
         return model.eval()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def read_config_json(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A ``config.json`` as a dict; ValueError naming the file when it is not a JSON object."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a JSON object at the top level, got a {type(raw).__name__}")
+    return raw
+
+
+def read_safetensors(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """All tensors of a ``.safetensors`` file; ValueError naming the file when it is truncated or corrupt."""
+    try:
+        return dict(load_file(str(path), device=str(device)))
+    except Exception as err:  # SafetensorError (truncated header/data), OSError, ... : one line, not a traceback
+        reason = first_line(err)
+        raise ValueError(f"{path}: incomplete or corrupt safetensors file ({reason}); fetch or save it again") from None
 
 
 def resolve_checkpoint(
@@ -128,7 +172,8 @@ def resolve_checkpoint(
 def load_state_dict_strict(
     model: nn.Module, state: dict[str, torch.Tensor], *, source: str = "checkpoint", assign: bool = False
 ) -> None:
-    """``load_state_dict(strict=True)`` whose error names the missing, unexpected and mis-shaped keys in one line."""
+    """``load_state_dict(strict=True)`` whose error names the missing, unexpected, mis-shaped and
+    mis-typed (integer for float) keys in one line, and refuses NaN / infinite weights."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -137,13 +182,23 @@ def load_state_dict_strict(
         for k in expected
         if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
     ]
+    kinds = [
+        f"{k} {state[k].dtype} vs model {expected[k].dtype}"
+        for k in expected
+        if k in state and state[k].is_floating_point() != expected[k].is_floating_point()
+    ]
+    shapes += kinds
     if missing or unexpected or shapes:
         parts = []
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes)):
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped or mis-typed", shapes)):
             if keys:
                 more = f" (+{len(keys) - 3} more)" if len(keys) > 3 else ""
                 parts.append(f"{len(keys)} {label}: {', '.join(keys[:3])}{more}")
         raise ValueError(f"{source} does not fit the model: " + "; ".join(parts))
+    broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:
+        more = f" (+{len(broken) - 3} more)" if len(broken) > 3 else ""
+        raise ValueError(f"{source}: {len(broken)} tensors hold NaN or infinite values: {', '.join(broken[:3])}{more}")
     model.load_state_dict(state, strict=True, assign=assign)
     leftover = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if leftover:

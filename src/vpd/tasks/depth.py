@@ -25,6 +25,7 @@ class DepthMetrics:
     def __init__(self, config: EvalConfig) -> None:
         from vpd.metrics.depth import DepthMetricAccumulator
 
+        self.config = config
         crop = None if config.crop == "none" else config.crop
         self.accumulator: DepthMetricAccumulator = DepthMetricAccumulator(
             min_depth=config.min_depth, max_depth=config.max_depth, crop=crop
@@ -36,6 +37,16 @@ class DepthMetrics:
         self.accumulator.update(prediction.float(), batch["depth"].to(prediction.device).float(), names=batch["name"])
 
     def compute(self) -> dict[str, float]:
+        """The metrics; ValueError when no image had a valid ground-truth pixel (a table of NaN would hide it)."""
+        if self.accumulator.count == 0:
+            skipped = self.accumulator.skipped_names
+            names = f" (e.g. {', '.join(skipped[:3])})" if skipped else ""
+            raise ValueError(
+                f"no sample had valid ground truth: {self.accumulator.skipped} of {self.accumulator.skipped} "
+                f"images{names} have no depth in ({self.config.min_depth:g}, {self.config.max_depth:g}) m inside "
+                f"the {self.config.crop} crop; check the depth files' scale, eval.min_depth / eval.max_depth and "
+                "eval.crop"
+            )
         return self.accumulator.compute()
 
     def gather(self) -> None:

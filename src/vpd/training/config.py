@@ -12,7 +12,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from vpd.configuration import ConfigError, load_config
+from vpd.configuration import ConfigError, check_range, load_config
+from vpd.limits import MAX_WINDOWS
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,12 @@ class DataConfig:
     augment: bool = True
     cutdepth: float = 0.25
     num_workers: int = 2
+
+    def __post_init__(self) -> None:
+        for i, side in enumerate(self.crop_size):
+            check_range(f"data.crop_size[{i}]", side, low=1)
+        check_range("data.cutdepth", self.cutdepth, low=0, high=1)
+        check_range("data.num_workers", self.num_workers, low=0)
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,14 @@ class ModelConfig:
     timestep: int = 1
     scale_latents: bool = False
 
+    def __post_init__(self) -> None:
+        check_range("model.max_depth", self.max_depth, low=0, low_open=True)
+        for name in ("fused_channels", "head_channels"):
+            check_range(f"model.{name}", getattr(self, name), low=1)
+        for i, width in enumerate(self.deconv_channels):
+            check_range(f"model.deconv_channels[{i}]", width, low=1)
+        check_range("model.timestep", self.timestep, low=0, high=999)
+
 
 @dataclass(frozen=True)
 class OptimConfig:
@@ -92,6 +107,17 @@ class OptimConfig:
     no_decay: Literal["1d_and_bias", "bias"] = "1d_and_bias"
     grad_clip: float | None = None
 
+    def __post_init__(self) -> None:
+        check_range("optim.lr", self.lr, low=0, low_open=True)
+        check_range("optim.min_lr", self.min_lr, low=0)
+        check_range("optim.weight_decay", self.weight_decay, low=0)
+        for i, beta in enumerate(self.betas):
+            check_range(f"optim.betas[{i}]", beta, low=0, high=0.999999)
+        check_range("optim.warmup_steps", self.warmup_steps, low=0)
+        check_range("optim.poly_end_step", self.poly_end_step, low=1)
+        check_range("optim.unet_lr_scale", self.unet_lr_scale, low=0)
+        check_range("optim.grad_clip", self.grad_clip, low=0, low_open=True, optional=True)
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -114,6 +140,16 @@ class TrainConfig:
     resume: bool = True
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        check_range("train.epochs", self.epochs, low=1)
+        check_range("train.max_steps", self.max_steps, low=1, optional=True)
+        for name in ("batch_size", "grad_accum", "log_every"):
+            check_range(f"train.{name}", getattr(self, name), low=1)
+        for name in ("eval_every", "checkpoint_every"):  # 0 = never (the final step always evaluates and saves)
+            check_range(f"train.{name}", getattr(self, name), low=0)
+        # The newest checkpoint is what a killed run resumes from: it is always kept.
+        check_range("train.keep_checkpoints", self.keep_checkpoints, low=1)
+
 
 @dataclass(frozen=True)
 class EvalConfig:
@@ -134,6 +170,13 @@ class EvalConfig:
     windows: int | None = 2
     batch_size: int = 4
     max_samples: int | None = None
+
+    def __post_init__(self) -> None:
+        check_range("eval.min_depth", self.min_depth, low=0)
+        check_range("eval.max_depth", self.max_depth, low=self.min_depth, low_open=True)
+        check_range("eval.windows", self.windows, low=1, high=MAX_WINDOWS, optional=True)
+        check_range("eval.batch_size", self.batch_size, low=1)
+        check_range("eval.max_samples", self.max_samples, low=1, optional=True)
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,23 @@ def single_batch(sample: dict[str, Any], device: torch.device | str) -> dict[str
     return to_device({k: v[None] if isinstance(v, torch.Tensor) else [v] for k, v in sample.items()}, device)
 
 
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Runs a block with every module of ``model`` in eval mode, then restores each module's own flag.
+
+    Evaluation must not change the model: in train mode BatchNorm would fold validation statistics into its running
+    buffers. Restoring per module (not ``model.train(was_training)``) keeps parts that were deliberately in eval mode
+    during training (a frozen VAE) as they were.
+    """
+    flags = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in flags:
+            module.training = training
+
+
 @torch.inference_mode()
 def evaluate(
     task: Task,
@@ -55,8 +72,6 @@ def evaluate(
     crops and flips of each image itself. ``on_batch(batch, prediction)`` sees every prediction (to save outputs).
     """
     start = time.perf_counter()
-    was_training = model.training
-    model.eval()
     count = len(dataset)  # type: ignore[arg-type]
     if config.max_samples is not None:
         count = min(count, config.max_samples)
@@ -64,14 +79,14 @@ def evaluate(
     loader = DataLoader(subset, batch_size=1, num_workers=num_workers)
     metrics = task.metrics(config)
     bar = tqdm(loader, desc="evaluating", disable=not progress or rank != 0, leave=False, dynamic_ncols=True)
-    for batch in bar:
-        batch = to_device(batch, device)
-        with autocast() if autocast is not None else nullcontext():
-            prediction = task.predict(model, batch, config)
-        metrics.update(prediction, batch)
-        if on_batch is not None:
-            on_batch(batch, prediction)
+    with eval_mode(model):
+        for batch in bar:
+            batch = to_device(batch, device)
+            with autocast() if autocast is not None else nullcontext():
+                prediction = task.predict(model, batch, config)
+            metrics.update(prediction, batch)
+            if on_batch is not None:
+                on_batch(batch, prediction)
     if world_size > 1:
         metrics.gather()
-    model.train(was_training)
     return EvalResult(metrics=metrics.compute(), rows=metrics.rows, seconds=time.perf_counter() - start)

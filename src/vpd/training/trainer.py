@@ -22,11 +22,12 @@ from tqdm.auto import tqdm
 from vpd.configuration import ConfigError, save_yaml, to_dict
 from vpd.data.base import DepthDataset, EpochSampler
 from vpd.data.registry import build_dataset
+from vpd.errors import first_line
 from vpd.tasks import get_task
 from vpd.tasks.base import Task
 from vpd.training import schedules
 from vpd.training.config import RunConfig
-from vpd.training.evaluate import EvalResult, evaluate, single_batch, to_device
+from vpd.training.evaluate import EvalResult, eval_mode, evaluate, single_batch, to_device
 from vpd.training.optim import build_adamw, param_groups, set_lr
 
 CHECKPOINTS = "checkpoints"
@@ -85,6 +86,8 @@ class Trainer:
         if val_set is None and config.data.val is not None:
             val_set = build_dataset(config.data.val.kind, config.data.val.args, seed=train.seed, where="data.val")
         self.val_set = val_set
+        if train.eval_every and val_set is None:
+            raise ConfigError(f"train.eval_every={train.eval_every} but the recipe has no data.val to evaluate on")
         if len(self.train_set) < train.batch_size:
             raise ConfigError(f"train.batch_size {train.batch_size} exceeds the {len(self.train_set)} training samples")
 
@@ -250,7 +253,7 @@ class Trainer:
         assert self.val_set is not None
         batch = single_batch(self.val_set[0], self.accelerator.device)
         model = self.accelerator.unwrap_model(self.model)
-        with torch.inference_mode(), self.accelerator.autocast():
+        with eval_mode(model), torch.inference_mode(), self.accelerator.autocast():
             prediction = self.task.predict(model, batch, self.config.eval)
         panel = self.task.visualize(batch, prediction)
         write_png_atomic(self.output_dir / "visualizations" / f"step_{self.step:07d}.png", panel)
@@ -290,19 +293,27 @@ class Trainer:
         folder = self.output_dir / CHECKPOINTS
         final = folder / f"step_{self.step:07d}"
         tmp = folder / f".tmp-step_{self.step:07d}"
-        if self.is_main:
+        try:
+            if self.is_main:
+                shutil.rmtree(tmp, ignore_errors=True)
+                tmp.mkdir(parents=True)
+            acc.wait_for_everyone()
+            acc.save_state(str(tmp), safe_serialization=True)
+            acc.wait_for_everyone()
+            if self.is_main:
+                state = {"step": self.step, "best": self.best, "total_steps": self.total_steps}
+                state["config"] = to_dict(self.config)
+                (tmp / STATE_NAME).write_text(json.dumps(state, indent=2))
+        except Exception as err:  # disk full, quota, permissions: torch and safetensors raise their own types
             shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-        acc.wait_for_everyone()
-        acc.save_state(str(tmp), safe_serialization=True)
-        acc.wait_for_everyone()
+            previous = self.checkpoints()
+            kept = f"the latest complete checkpoint, {previous[-1]}, is intact" if previous else "no checkpoint yet"
+            reason = first_line(err)
+            raise OSError(f"writing checkpoint {final} failed ({reason}); {kept}") from None
         if self.is_main:
-            state = {"step": self.step, "best": self.best, "total_steps": self.total_steps}
-            state["config"] = to_dict(self.config)
-            (tmp / STATE_NAME).write_text(json.dumps(state, indent=2))
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
-            for old in self.checkpoints()[: -self.config.train.keep_checkpoints or None]:
+            for old in self.checkpoints()[: -self.config.train.keep_checkpoints]:
                 shutil.rmtree(old, ignore_errors=True)
         acc.wait_for_everyone()
         return final
