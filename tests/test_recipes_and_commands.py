@@ -94,7 +94,7 @@ def test_demo_end_to_end_small(tmp_path):
 
     quick = ["train.max_steps=3", "train.log_every=1", "train.eval_every=0", "train.checkpoint_every=0"]
     demo = run_demo(tmp_path, [*TINY_DATA, *quick], progress=False)
-    assert set(demo.metrics) == {"constant", "untrained", "trained"}
+    assert set(demo.metrics) == {"constant", "layout prior", "untrained", "trained"} == set(demo.middlebury)
     assert all(0 < demo.middlebury[k] < 10 for k in demo.middlebury)
     report = (tmp_path / "report.html").read_text()
     assert "Middlebury" in report and "<svg" in report and report.count("data:image/png") >= 3

@@ -69,9 +69,49 @@ class DemoResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _median_train_depth(dataset: Any, limit: int = 64) -> float:
-    values = [s.depth[s.depth > 0] for s in (dataset.load(i) for i in range(min(limit, len(dataset))))]
-    return float(np.median(np.concatenate(values)))
+class LayoutPrior(nn.Module):
+    """A cue-free baseline: depth rising linearly from ``bottom`` (the image's last row) to ``top`` (its first row).
+
+    It sees no pixel values, only where a pixel is: what any indoor photo's layout (floor near, far wall high up)
+    gives for free. A model that does not beat it on a real photo has not shown that it reads the image.
+    """
+
+    ramp: torch.Tensor
+
+    def __init__(self, bottom: float, top: float) -> None:
+        super().__init__()
+        self.register_buffer("ramp", torch.tensor([float(bottom), float(top)]))
+
+    def depth(self, height: int, width: int) -> torch.Tensor:
+        """``[height, width]`` float32 depth."""
+        t = torch.linspace(1.0, 0.0, height) if height > 1 else torch.zeros(1)  # 1 at the top row, 0 at the bottom
+        column = self.ramp[0] + (self.ramp[1] - self.ramp[0]) * t
+        return column[:, None].expand(height, width).contiguous()
+
+    def forward(self, images: torch.Tensor, class_ids: torch.Tensor | None = None) -> DepthOutput:
+        b, _, h, w = images.shape
+        depth = self.depth(h, w).to(images.device)
+        return DepthOutput(depth=depth.expand(b, 1, h, w).clone())
+
+
+def _training_depths(dataset: Any, limit: int = 64) -> list[np.ndarray]:
+    return [dataset.load(i).depth for i in range(min(limit, len(dataset)))]
+
+
+def fit_baselines(dataset: Any, limit: int = 64) -> tuple[ConstantDepth, LayoutPrior]:
+    """The constant baseline (median training depth) and the layout prior (least-squares line of depth against
+    the row's height in the image), both fitted on the first ``limit`` training rooms."""
+    depths = _training_depths(dataset, limit)
+    constant = ConstantDepth(float(np.median(np.concatenate([d[d > 0] for d in depths]))))
+    rows, values = [], []
+    for depth in depths:
+        height = depth.shape[0]
+        t = np.broadcast_to(np.linspace(1.0, 0.0, height)[:, None], depth.shape)
+        rows.append(t[depth > 0])
+        values.append(depth[depth > 0])
+    t, d = np.concatenate(rows), np.concatenate(values)
+    slope, intercept = np.polyfit(t, d, 1)  # d ~ intercept + slope * t: bottom = intercept, top = intercept + slope
+    return constant, LayoutPrior(intercept, intercept + slope)
 
 
 def align_to(prediction: np.ndarray, gt: np.ndarray) -> np.ndarray:
@@ -113,13 +153,14 @@ def run_demo(output_dir: str | Path = "runs/demo", overrides: Sequence[str] = ()
         f"{trainer.total_steps} steps"
     )
     untrained = copy.deepcopy(trainer.accelerator.unwrap_model(trainer.model)).eval()
-    constant = ConstantDepth(_median_train_depth(trainer.train_set))
+    constant, layout = fit_baselines(trainer.train_set)
     seconds = {"setup": time.perf_counter() - start}
 
     tic = time.perf_counter()
     assert trainer.val_set is not None
     metrics = {"untrained": trainer.evaluate().metrics}
-    metrics["constant"] = evaluate(trainer.task, constant, trainer.val_set, config.eval, progress=False).metrics
+    for name, baseline in (("constant", constant), ("layout prior", layout)):
+        metrics[name] = evaluate(trainer.task, baseline, trainer.val_set, config.eval, progress=False).metrics
     seconds["baselines"] = time.perf_counter() - tic
 
     tic = time.perf_counter()
@@ -137,6 +178,7 @@ def run_demo(output_dir: str | Path = "runs/demo", overrides: Sequence[str] = ()
         assert not isinstance(prediction, list)
         predictions[name] = np.asarray(prediction.depth)
     predictions["constant"] = np.full(gt.shape, float(constant.value), np.float32)
+    predictions["layout prior"] = layout.depth(*gt.shape).numpy()
     middlebury = {name: aligned_abs_rel(pred, gt) for name, pred in predictions.items()}
     seconds["middlebury"] = time.perf_counter() - tic
     seconds["total"] = time.perf_counter() - start

@@ -12,7 +12,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo",
         help="the whole depth pipeline on synthetic data, no weights or downloads (a few minutes on a CPU)",
         description="Generate synthetic rooms, train a tiny VPD depth model on this machine, compare it with the "
-        "untrained model and a constant baseline, predict a real Middlebury photo, and write a report.",
+        "untrained model, a constant and a layout-prior baseline, predict a real Middlebury photo, and write a report.",
     )
     parser.add_argument("--out", default="runs/demo", help="output folder (report.html, report.png, the run)")
     add_overrides_argument(parser, "--set train.max_steps=300 (the recipe: configs/demo_synthetic_depth.yaml)")
@@ -21,12 +21,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vpd.demo import run_demo
+    from vpd.report import MODELS
 
     demo = run_demo(args.out, args.overrides)
     print()
-    print(f"{'model':10s} {'abs_rel':>8s} {'rmse':>8s} {'d1':>8s}   {'Middlebury abs_rel (aligned)':>28s}")
-    for name in ("constant", "untrained", "trained"):
+    print(f"{'model':13s} {'abs_rel':>8s} {'rmse':>8s} {'d1':>8s}   {'Middlebury abs_rel (aligned)':>28s}")
+    for name in MODELS:
         m = demo.metrics[name]
-        print(f"{name:10s} {m['abs_rel']:8.4f} {m['rmse']:8.4f} {m['d1']:8.4f}   {demo.middlebury[name]:28.4f}")
+        print(f"{name:13s} {m['abs_rel']:8.4f} {m['rmse']:8.4f} {m['d1']:8.4f}   {demo.middlebury[name]:28.4f}")
     print(f"\nwall time {demo.seconds['total']:.0f}s -> {demo.output_dir}/report.html, report.png")
     return 0
