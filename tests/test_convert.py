@@ -70,17 +70,21 @@ class Payload:
         return (os.system, ("echo pwned",))
 
 
-@pytest.mark.parametrize("writer", ["torch.save", "pickle"])
+@pytest.mark.parametrize("writer", ["torch.save", "pickle", "raw"])
 def test_safe_loading_refuses_arbitrary_objects(tmp_path, writer):
     path = tmp_path / "evil.pth"
     if writer == "torch.save":
         torch.save({"model": {"w": torch.zeros(1)}, "x": Payload()}, path)
-    else:
+    elif writer == "pickle":
         payload = {"model": {"w": 1.0}, "x": Payload()}
         with open(path, "wb") as f:
             pickle.dump(payload, f, protocol=2)  # what legacy torch.save wrote
-    with pytest.raises(ValueError, match=r"refusing to unpickle .*system"):
+    else:
+        path.write_bytes(pickle.dumps(Payload()))  # a bare pickle at the top level, current protocol
+    with pytest.raises(ValueError, match=r"refusing to unpickle .*system") as refused:
         load_checkpoint(path)
+    # Never torch's advice to retry with weights_only=False, nor an option the command line does not have.
+    assert "weights_only" not in str(refused.value) and "allow_globals" not in str(refused.value)
 
 
 def test_loading_formats(tmp_path):

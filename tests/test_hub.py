@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 
 import pytest
 import torch
@@ -61,3 +62,19 @@ def test_clear_errors(tmp_path, tiny_depth_model):
     (out / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match=r"unknown config key backbone\.'unknown_field'"):
         VPDDepth.from_pretrained(out)
+
+
+def test_saved_files_keep_the_process_umask(tmp_path, tiny_depth_model):
+    old = os.umask(0o022)
+    try:
+        out = tiny_depth_model.save_pretrained(tmp_path / "new")  # a new folder: renamed into place
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [out, *out.iterdir()]}
+        assert modes == {"new": 0o755, "config.json": 0o644, "model.safetensors": 0o644}
+        tiny_depth_model.save_pretrained(out)  # an existing folder: files replaced
+        assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == {
+            "config.json": 0o644,
+            "model.safetensors": 0o644,
+        }
+        assert [p.name for p in tmp_path.iterdir()] == ["new"]  # no temporary folder left
+    finally:
+        os.umask(old)

@@ -179,7 +179,7 @@ def write_demo_report(
         "",
         *lines,
         "",
-        "Middlebury: abs_rel after a least-squares scale+shift fit to the stereo ground truth (real photo, real depth).",
+        "Middlebury: abs_rel after a least-squares scale+shift fit to the stereo ground truth (real photo, real depth)",
         "layout prior: depth rising linearly from the bottom row to the top, no pixel values used. One photo: a",
         "check of depth ordering against cue-free priors, not evidence of generalisation to real images.",
     ]
