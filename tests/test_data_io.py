@@ -233,3 +233,20 @@ def test_list_images(tmp_path):
     with pytest.raises(ValueError, match="no image files"):
         list_images(tmp_path / "empty")
     assert ".png" in IMAGE_EXTENSIONS and ".jpg" in IMAGE_EXTENSIONS
+
+
+def test_json_and_csv_are_strict_and_atomic(tmp_path):
+    import json
+
+    from vpd.data.io import write_csv_atomic, write_json_atomic
+
+    write_json_atomic(tmp_path / "m.json", {"a": float("nan"), "b": [1.0, float("inf")], "c": tmp_path})
+    text = (tmp_path / "m.json").read_text()
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON literal {c}")) == {
+        "a": None,
+        "b": [1.0, None],
+        "c": str(tmp_path),
+    }
+    write_csv_atomic(tmp_path / "r.csv", [{"name": "x", "v": 1.5}, {"name": "y", "v": 2}])
+    assert (tmp_path / "r.csv").read_text().splitlines() == ["name,v", "x,1.5", "y,2"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "r.csv"]
