@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from vpd.data.base import DepthSample
+from vpd.data.base import Sample
 from vpd.data.synthetic import (
     SCENE_CLASSES,
     SEMANTIC_CLASSES,
-    SyntheticDepthDataset,
+    SyntheticDataset,
     SyntheticScene,
     render_scene,
 )
@@ -247,14 +247,14 @@ def test_primitive_intersections_are_exact() -> None:
 
 
 def test_dataset_items_are_tensors() -> None:
-    ds = SyntheticDepthDataset(3, height=32, width=48, seed=4)
+    ds = SyntheticDataset(3, height=32, width=48, seed=4)
     assert len(ds) == 3 and ds.class_names == SCENE_CLASSES
     item = ds[1]
     assert item["image"].shape == (3, 32, 48) and item["image"].dtype == torch.float32
     assert float(item["image"].min()) >= 0.0 and float(item["image"].max()) <= 1.0
     assert item["depth"].shape == (1, 32, 48) and item["depth"].dtype == torch.float32
     assert item["normals"].shape == (3, 32, 48) and item["normals"].dtype == torch.float32
-    assert item["semantic"].shape == (32, 48) and item["semantic"].dtype == torch.uint8
+    assert item["semantic"].shape == (32, 48) and item["semantic"].dtype == torch.int64  # labels batch as int64
     assert item["class_id"].dtype == torch.long and 0 <= int(item["class_id"]) < len(SCENE_CLASSES)
     assert item["name"] == "synthetic_4_00001"
 
@@ -272,13 +272,13 @@ def test_dataset_items_are_tensors() -> None:
 def test_dataset_cache_and_transform() -> None:
     calls: list[int] = []
 
-    def flip(sample: DepthSample, rng: np.random.Generator) -> DepthSample:
+    def flip(sample: Sample, rng: np.random.Generator) -> Sample:
         calls.append(int(rng.integers(1 << 30)))
         sample.image[:] = sample.image[:, ::-1].copy()  # in place: must not leak into the cache
         assert sample.depth is not None
-        return DepthSample(sample.image, sample.depth[:, ::-1].copy(), sample.class_id, sample.name, sample.extras)
+        return Sample(sample.image, {**sample.targets, "depth": sample.depth[:, ::-1].copy()}, sample.class_id)
 
-    ds = SyntheticDepthDataset(2, height=24, width=32, seed=9, transform=flip)
+    ds = SyntheticDataset(2, height=24, width=32, seed=9, transform=flip)
     first, again = ds[0], ds[0]
     torch.testing.assert_close(first["image"], again["image"])
     assert ds.scene(0) is ds.scene(0)  # cached
@@ -286,14 +286,14 @@ def test_dataset_cache_and_transform() -> None:
     assert calls[0] == calls[1]  # augmentation seeded by (seed, epoch, index)
     ds[2]  # epoch 1, index 0
     assert calls[2] != calls[0]
-    uncached = SyntheticDepthDataset(2, height=24, width=32, seed=9, cache=False)
+    uncached = SyntheticDataset(2, height=24, width=32, seed=9, cache=False)
     assert uncached.scene(0) is not uncached.scene(0)
     np.testing.assert_array_equal(uncached.scene(0).depth, ds.scene(0).depth)
 
 
 def test_train_and_val_seeds_give_different_scenes() -> None:
-    train = SyntheticDepthDataset(6, height=24, width=32, seed=0)
-    val = SyntheticDepthDataset(6, height=24, width=32, seed=1)
+    train = SyntheticDataset(6, height=24, width=32, seed=0)
+    val = SyntheticDataset(6, height=24, width=32, seed=1)
     assert not {train.scene_seed(i) for i in range(6)} & {val.scene_seed(i) for i in range(6)}
     train_depths = [train.load(i).depth for i in range(6)]
     val_depths = [val.load(i).depth for i in range(6)]

@@ -8,7 +8,7 @@ import copy
 import numpy as np
 import pytest
 
-from vpd.data.base import DepthDataset, DepthSample
+from vpd.data.base import PerceptionDataset, Sample
 from vpd.data.transforms import (
     CenterCrop,
     Compose,
@@ -25,8 +25,8 @@ from vpd.data.transforms import (
 )
 
 
-def _coded_sample(height: int = 12, width: int = 20, seed: int = 0) -> DepthSample:
-    """Image, depth and extras whose values encode the pixel position, so geometry can be checked exactly."""
+def _coded_sample(height: int = 12, width: int = 20, seed: int = 0) -> Sample:
+    """Image and targets whose values encode the pixel position, so geometry can be checked exactly."""
     rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
     image = np.random.default_rng(seed).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
     image[..., 0] = rows
@@ -34,27 +34,23 @@ def _coded_sample(height: int = 12, width: int = 20, seed: int = 0) -> DepthSamp
     depth = (rows * 100 + cols + 1).astype(np.float32) / 1000.0
     normals = np.stack([cols / width - 0.5, rows / height - 0.5, -np.ones_like(rows, dtype=float)], axis=2)
     semantic = (rows * width + cols).astype(np.int64)
-    return DepthSample(
+    return Sample(
         image=image,
-        depth=depth,
+        targets={"depth": depth, "normals": normals.astype(np.float32), "semantic": semantic},
         class_id=3,
         name="scene/rgb_00001",
-        extras={"normals": normals.astype(np.float32), "semantic": semantic},
     )
 
 
-def _snapshot(sample: DepthSample) -> DepthSample:
+def _snapshot(sample: Sample) -> Sample:
     return copy.deepcopy(sample)
 
 
-def _assert_same(a: DepthSample, b: DepthSample) -> None:
+def _assert_same(a: Sample, b: Sample) -> None:
     np.testing.assert_array_equal(a.image, b.image)
-    assert (a.depth is None) == (b.depth is None)
-    if a.depth is not None:
-        np.testing.assert_array_equal(a.depth, b.depth)
-    assert a.extras.keys() == b.extras.keys()
-    for key in a.extras:
-        np.testing.assert_array_equal(a.extras[key], b.extras[key])
+    assert a.targets.keys() == b.targets.keys()
+    for key in a.targets:
+        np.testing.assert_array_equal(a.targets[key], b.targets[key])
     assert (a.class_id, a.name) == (b.class_id, b.name)
 
 
@@ -80,8 +76,8 @@ def test_deterministic_per_rng_and_input_untouched(transform):
     _assert_same(first, second)
     _assert_same(sample, before)  # nothing written into the input
     # an output array is either passed through untouched (the same object) or new memory, never a view of the input
-    pairs = [(first.image, sample.image), (first.depth, sample.depth)]
-    pairs += [(first.extras[key], sample.extras[key]) for key in sample.extras]
+    pairs = [(first.image, sample.image)]
+    pairs += [(first.targets[key], sample.targets[key]) for key in sample.targets]
     for out, inp in pairs:
         assert out is inp or not np.shares_memory(out, inp)
 
@@ -98,10 +94,10 @@ def test_horizontal_flip_is_consistent_and_negates_normal_x():
     out = HorizontalFlip(p=1.0)(sample, np.random.default_rng(0))
     np.testing.assert_array_equal(out.image, sample.image[:, ::-1])
     np.testing.assert_array_equal(out.depth, sample.depth[:, ::-1])
-    np.testing.assert_array_equal(out.extras["semantic"], sample.extras["semantic"][:, ::-1])
-    normals = sample.extras["normals"][:, ::-1]
-    np.testing.assert_array_equal(out.extras["normals"][..., 0], -normals[..., 0])
-    np.testing.assert_array_equal(out.extras["normals"][..., 1:], normals[..., 1:])
+    np.testing.assert_array_equal(out.targets["semantic"], sample.targets["semantic"][:, ::-1])
+    normals = sample.targets["normals"][:, ::-1]
+    np.testing.assert_array_equal(out.targets["normals"][..., 0], -normals[..., 0])
+    np.testing.assert_array_equal(out.targets["normals"][..., 1:], normals[..., 1:])
     assert HorizontalFlip(p=0.0)(sample, np.random.default_rng(0)) is sample
     flips = [HorizontalFlip()(sample, np.random.default_rng(s)) is not sample for s in range(200)]
     assert 60 < sum(flips) < 140  # p = 0.5
@@ -111,11 +107,12 @@ def test_random_crop_size_and_alignment():
     sample = _coded_sample()
     for seed in range(20):
         out = RandomCrop((5, 9))(sample, np.random.default_rng(seed))
-        assert out.image.shape == (5, 9, 3) and out.depth.shape == (5, 9) and out.extras["normals"].shape == (5, 9, 3)
+        assert out.image.shape == (5, 9, 3) and out.depth.shape == (5, 9) and out.targets["normals"].shape == (5, 9, 3)
         top, left = int(out.image[0, 0, 0]), int(out.image[0, 0, 1])
         assert 0 <= top <= 12 - 5 and 0 <= left <= 20 - 9
         np.testing.assert_array_equal(out.depth, sample.depth[top : top + 5, left : left + 9])
-        np.testing.assert_array_equal(out.extras["semantic"], sample.extras["semantic"][top : top + 5, left : left + 9])
+        semantic = sample.targets["semantic"][top : top + 5, left : left + 9]
+        np.testing.assert_array_equal(out.targets["semantic"], semantic)
     full = RandomCrop((12, 20))(sample, np.random.default_rng(0))
     _assert_same(full, sample)
     with pytest.raises(ValueError, match=r"13x20 is larger than sample 'scene/rgb_00001' of 12x20"):
@@ -132,13 +129,13 @@ def test_center_crop_offsets():
 def test_resize_bilinear_image_nearest_depth():
     sample = _coded_sample()
     out = Resize((6, 10))(sample, np.random.default_rng(0))
-    assert out.image.shape == (6, 10, 3) and out.depth.shape == (6, 10) and out.extras["semantic"].shape == (6, 10)
+    assert out.image.shape == (6, 10, 3) and out.depth.shape == (6, 10) and out.targets["semantic"].shape == (6, 10)
     # exact 2x down with half-pixel centres: bilinear averages each 2x2 block, nearest picks one of its pixels
     rows = sample.image[..., 0].astype(float)
     np.testing.assert_array_equal(out.image[..., 0], np.rint(rows.reshape(6, 2, 10, 2).mean(axis=(1, 3))))
     assert set(np.unique(out.depth)).issubset(set(np.unique(sample.depth)))
     np.testing.assert_array_equal(out.depth, sample.depth[1::2, 1::2])
-    up = Resize(24)(DepthSample(image=np.full((4, 6, 3), 77, np.uint8), depth=np.ones((4, 6), np.float32)), None)
+    up = Resize(24)(Sample(np.full((4, 6, 3), 77, np.uint8), {"depth": np.ones((4, 6), np.float32)}), None)
     assert up.image.shape == (24, 24, 3) and (up.image == 77).all() and (up.depth == 1).all()
 
 
@@ -194,11 +191,11 @@ def test_hue_saturation_value_shifts_and_ranges():
         assert values.min() < -0.8 * limit and values.max() > 0.8 * limit
 
 
-def test_photometric_leaves_depth_and_extras_alone():
+def test_photometric_leaves_targets_alone():
     sample = _coded_sample()
     for transform in (RandomBrightnessContrast(p=1.0), RandomGamma(p=1.0), HueSaturationValue(p=1.0)):
         out = transform(sample, np.random.default_rng(1))
-        assert out.depth is sample.depth and out.extras["normals"] is sample.extras["normals"]
+        assert out.depth is sample.depth and out.targets["normals"] is sample.targets["normals"]
         assert transform.__class__(p=0.0)(sample, np.random.default_rng(1)) is sample
 
 
@@ -220,7 +217,7 @@ def test_cutdepth_replaces_columns_with_scaled_depth():
         np.testing.assert_array_equal(out.image[:, outside], sample.image[:, outside])
         assert out.depth is sample.depth
     assert CutDepth(p=0.0)(sample, np.random.default_rng(0)) is sample
-    no_depth = DepthSample(image=sample.image)
+    no_depth = Sample(image=sample.image)
     assert CutDepth(p=1.0)(no_depth, np.random.default_rng(0)) is no_depth
     hits = sum(CutDepth()(sample, np.random.default_rng(s)) is not sample for s in range(400))
     assert 60 < hits < 140  # p = 0.25
@@ -245,11 +242,11 @@ def test_depth_train_transform_official_order_and_output():
     assert "CutDepth" in repr(small)
 
 
-class _Constant(DepthDataset):
+class _Constant(PerceptionDataset):
     def __len__(self) -> int:
         return 3
 
-    def load(self, index: int) -> DepthSample:
+    def load(self, index: int) -> Sample:
         return _coded_sample(16, 24, seed=index)
 
 

@@ -1,9 +1,11 @@
 """The sample contract every dataset follows, and the resumable sampler the trainer drives them with.
 
-A dataset implements ``load(index) -> DepthSample`` (numpy, unaugmented). ``__getitem__`` then applies the
-dataset's transform with a random generator derived from ``(seed, epoch, index)`` only, so augmentation does not
-depend on worker count or process order, and a resumed run draws exactly what an uninterrupted run would have.
-The trainer's :class:`EpochSampler` encodes the epoch in the index it yields (``epoch * len(dataset) + i``).
+A dataset implements ``load(index) -> Sample`` (numpy, unaugmented): one type for every task, an image plus a dict
+of dense targets (depth, semantic labels, masks, normals, instance ids), optional text (a referring expression), a
+class id and a name. ``__getitem__`` then applies the dataset's transform with a random generator derived from
+``(seed, epoch, index)`` only, so augmentation does not depend on worker count or process order, and a resumed run
+draws exactly what an uninterrupted run would have. The trainer's :class:`EpochSampler` encodes the epoch in the
+index it yields (``epoch * len(dataset) + i``).
 """
 
 from __future__ import annotations
@@ -16,35 +18,76 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+#: Label of pixels that no loss or metric counts (mmsegmentation's and VPD's convention).
+IGNORE_INDEX = 255
+
+
+@dataclass(frozen=True)
+class TargetKind:
+    """How geometric transforms treat one dense target (all are resampled with nearest, never blended).
+
+    Attributes:
+        fill: the value of pixels that do not exist in the source (padding): "invalid" / "ignore".
+        mirror_x: a vector field whose first channel is an x direction (surface normals): negated on a
+            horizontal flip.
+    """
+
+    fill: float = 0.0
+    mirror_x: bool = False
+
+
+#: The dense targets vpd knows, by name. Others are allowed and get :class:`TargetKind`'s defaults.
+TARGETS: dict[str, TargetKind] = {
+    "depth": TargetKind(fill=0.0),  # metres, 0 = invalid
+    "semantic": TargetKind(fill=IGNORE_INDEX),  # class ids, 255 = ignore
+    "mask": TargetKind(fill=IGNORE_INDEX),  # a binary mask (referring segmentation), 255 = ignore
+    "instance": TargetKind(fill=0),  # instance ids, 0 = none
+    "normals": TargetKind(fill=0.0, mirror_x=True),  # unit vectors [H, W, 3], x first
+}
+
+
+def target_kind(name: str) -> TargetKind:
+    return TARGETS.get(name, TargetKind())
+
 
 @dataclass
-class DepthSample:
-    """One unaugmented sample, in numpy.
+class Sample:
+    """One unaugmented sample, in numpy, for any task.
 
     Attributes:
         image: uint8 ``[H, W, 3]`` RGB.
-        depth: float32 ``[H, W]`` metric depth in metres, 0 where invalid; ``None`` when the sample has none.
-        class_id: index of the scene class in the dataset's ``class_names``; -1 when unknown.
+        targets: dense targets with the image's ``H, W`` by name (see :data:`TARGETS`): ``depth`` float32
+            ``[H, W]`` metres (0 invalid), ``semantic`` integer ``[H, W]`` class ids (255 ignore), ``mask``,
+            ``instance``, ``normals`` float32 ``[H, W, 3]``.
+        class_id: index of the image's class in the dataset's ``class_names`` (the NYU scene); -1 when unknown.
+        text: a sentence about the image (a referring expression), or None.
         name: a stable identifier (relative path without extension), used for output file names.
-        extras: further dense targets with the same ``H, W`` (``normals`` ``[H, W, 3]``, ``semantic`` ``[H, W]``).
+        meta: anything else a dataset wants to keep with the sample (not collated into batches).
     """
 
     image: np.ndarray
-    depth: np.ndarray | None = None
+    targets: dict[str, np.ndarray] = field(default_factory=dict)
     class_id: int = -1
+    text: str | None = None
     name: str = ""
-    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def depth(self) -> np.ndarray | None:
+        """``targets["depth"]`` or None."""
+        return self.targets.get("depth")
 
 
-Transform = Callable[[DepthSample, np.random.Generator], DepthSample]
+Transform = Callable[[Sample, np.random.Generator], Sample]
 
 
-def sample_to_tensors(sample: DepthSample) -> dict[str, Any]:
-    """Converts a sample to the batch dict the models and the trainer read.
+def sample_to_tensors(sample: Sample) -> dict[str, Any]:
+    """Converts a sample to the batch dict the models, tasks and the trainer read.
 
     Returns:
-        ``image`` float32 ``[3, H, W]`` in [0, 1]; ``depth`` float32 ``[1, H, W]`` (only when present);
-        ``class_id`` int64 scalar; ``name`` str; each extra as a tensor (channels first when 3-D).
+        ``image`` float32 ``[3, H, W]`` in [0, 1]; ``class_id`` int64 scalar; ``name`` str; ``text`` str (only when
+        present); each target by name: floating ``[H, W]`` -> float32 ``[1, H, W]`` (depth), integer ``[H, W]`` ->
+        int64 ``[H, W]`` (labels, masks, instance ids), ``[H, W, C]`` -> ``[C, H, W]``.
     """
     image = np.ascontiguousarray(sample.image)
     out: dict[str, Any] = {
@@ -52,16 +95,21 @@ def sample_to_tensors(sample: DepthSample) -> dict[str, Any]:
         "class_id": torch.tensor(sample.class_id, dtype=torch.long),
         "name": sample.name,
     }
-    if sample.depth is not None:
-        out["depth"] = torch.from_numpy(np.ascontiguousarray(sample.depth, dtype=np.float32))[None]
-    for key, value in sample.extras.items():
-        tensor = torch.from_numpy(np.ascontiguousarray(value))
-        out[key] = tensor.permute(2, 0, 1) if tensor.ndim == 3 else tensor
+    if sample.text is not None:
+        out["text"] = sample.text
+    for key, value in sample.targets.items():
+        array = np.ascontiguousarray(value)
+        if array.ndim == 3:
+            out[key] = torch.from_numpy(array).permute(2, 0, 1)
+        elif np.issubdtype(array.dtype, np.floating):
+            out[key] = torch.from_numpy(array.astype(np.float32, copy=False))[None]
+        else:
+            out[key] = torch.from_numpy(array.astype(np.int64))
     return out
 
 
-class DepthDataset(Dataset):
-    """Base class: subclasses set ``class_names`` and implement ``__len__`` and ``load``.
+class PerceptionDataset(Dataset):
+    """Base class of every dataset: subclasses set ``class_names`` and implement ``__len__`` and ``load``.
 
     Args:
         transform: applied to each loaded sample with a generator seeded by ``(seed, epoch, index)``.
@@ -77,7 +125,7 @@ class DepthDataset(Dataset):
     def __len__(self) -> int:
         raise NotImplementedError
 
-    def load(self, index: int) -> DepthSample:
+    def load(self, index: int) -> Sample:
         raise NotImplementedError
 
     def __getitem__(self, index: int) -> dict[str, Any]:

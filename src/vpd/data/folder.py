@@ -6,7 +6,7 @@ import math
 import os
 from collections.abc import Sequence
 
-from vpd.data.base import DepthDataset, DepthSample, Transform, check_files
+from vpd.data.base import PerceptionDataset, Sample, Transform, check_files
 from vpd.data.io import MILLIMETRES, list_images, read_depth_png, read_image
 
 __all__ = ["ImageFolderDepth"]
@@ -25,7 +25,7 @@ def _read_path_list(path: str) -> list[str]:
     return paths
 
 
-class ImageFolderDepth(DepthDataset):
+class ImageFolderDepth(PerceptionDataset):
     """Images from a folder or a list, each optionally paired with a depth PNG of the same relative path stem.
 
     Args:
@@ -102,7 +102,7 @@ class ImageFolderDepth(DepthDataset):
     def __len__(self) -> int:
         return len(self.image_paths)
 
-    def load(self, index: int) -> DepthSample:
+    def load(self, index: int) -> Sample:
         image = read_image(self.image_paths[index])
         depth = None
         if self.depth_paths is not None:
@@ -112,4 +112,5 @@ class ImageFolderDepth(DepthDataset):
                     f"{self.depth_paths[index]}: depth is {depth.shape}, image {self.image_paths[index]} is "
                     f"{image.shape[:2]}"
                 )
-        return DepthSample(image=image, depth=depth, class_id=self.class_id, name=self.names[index])
+        targets = {} if depth is None else {"depth": depth}
+        return Sample(image=image, targets=targets, class_id=self.class_id, name=self.names[index])

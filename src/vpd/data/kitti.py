@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 
-from vpd.data.base import DepthDataset, DepthSample, Transform, check_files
+from vpd.data.base import PerceptionDataset, Sample, Transform, check_files
 from vpd.data.io import read_depth_png, read_image
 from vpd.data.nyuv2 import parse_file_list
 
@@ -51,7 +51,7 @@ def _join(base: str, rel: str) -> str:
     return os.path.join(base, rel.lstrip("/\\"))
 
 
-class KITTIEigen(DepthDataset):
+class KITTIEigen(PerceptionDataset):
     """KITTI raw frames with the annotated (projected, accumulated) depth, listed by an Eigen-split file list.
 
     Args:
@@ -117,7 +117,7 @@ class KITTIEigen(DepthDataset):
     def __len__(self) -> int:
         return len(self.image_paths)
 
-    def load(self, index: int) -> DepthSample:
+    def load(self, index: int) -> Sample:
         image = read_image(self.image_paths[index])
         depth_path = self.depth_paths[index]
         depth = read_depth_png(depth_path, KITTI_DEPTH_SCALE) if depth_path is not None else None
@@ -134,4 +134,4 @@ class KITTIEigen(DepthDataset):
             image = image[window].copy()
             if depth is not None:
                 depth = depth[window].copy()
-        return DepthSample(image=image, depth=depth, class_id=-1, name=self.names[index])
+        return Sample(image=image, targets={} if depth is None else {"depth": depth}, name=self.names[index])

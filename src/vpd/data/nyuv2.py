@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from vpd.data.base import DepthDataset, DepthSample, Transform, check_files
+from vpd.data.base import PerceptionDataset, Sample, Transform, check_files
 from vpd.data.classes import NYU_SCENE_CLASSES  # defined once there (official order, "excercise" sic); re-exported
 from vpd.data.io import read_depth_png, read_image
 
@@ -88,7 +88,7 @@ def _join(base: str, rel: str) -> str:
     return os.path.join(base, rel.lstrip("/\\"))
 
 
-class NYUv2Sync(DepthDataset):
+class NYUv2Sync(PerceptionDataset):
     """NYUv2 in the BTS/VPD "sync" layout (the one the official VPD recipe trains and tests on).
 
     Args:
@@ -150,7 +150,7 @@ class NYUv2Sync(DepthDataset):
     def __len__(self) -> int:
         return len(self.image_paths)
 
-    def load(self, index: int) -> DepthSample:
+    def load(self, index: int) -> Sample:
         image_path = self.image_paths[index]
         folder = os.path.basename(os.path.dirname(image_path))
         file_name = os.path.basename(image_path)
@@ -160,9 +160,9 @@ class NYUv2Sync(DepthDataset):
             raise ValueError(
                 f"{self.depth_paths[index]}: depth is {depth.shape}, image {image_path} is {image.shape[:2]}"
             )
-        return DepthSample(
+        return Sample(
             image=image,
-            depth=depth,
+            targets={"depth": depth},
             class_id=nyu_scene_class_id(f"{folder}_{file_name}"),
             name=f"{folder}/{os.path.splitext(file_name)[0]}",
         )
@@ -191,7 +191,7 @@ def _read_split_indices(splits_path: str, split: str) -> np.ndarray:
     return np.asarray(mat[key]).astype(np.int64).reshape(-1)
 
 
-class NYUv2Labeled(DepthDataset):
+class NYUv2Labeled(PerceptionDataset):
     """The official labeled NYUv2 set (``nyu_depth_v2_labeled.mat``, 1449 frames) with the official ``splits.mat``.
 
     Reads the .mat (MATLAB v7.3, i.e. HDF5) lazily with h5py; the handle is opened on first use in each process and
@@ -295,7 +295,7 @@ class NYUv2Labeled(DepthDataset):
         self._file = None
         self._file_pid = None
 
-    def load(self, index: int) -> DepthSample:
+    def load(self, index: int) -> Sample:
         frame = self.indices[index]
         handle = self._handle()
         # MATLAB stores column-major, so h5py sees the axes reversed: images [N, 3, W, H] -> [H, W, 3].
@@ -308,9 +308,9 @@ class NYUv2Labeled(DepthDataset):
             image = framed
         scene = self.scene_types[frame]
         stem = f"rgb_{frame:05d}"
-        return DepthSample(
+        return Sample(
             image=image,
-            depth=depth,
+            targets={"depth": depth},
             class_id=nyu_scene_class_id(f"{scene}_{stem}"),
             name=f"{scene}/{stem}",
         )

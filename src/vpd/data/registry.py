@@ -7,27 +7,27 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from vpd.configuration import ConfigError
-from vpd.data.base import DepthDataset, Transform
+from vpd.data.base import PerceptionDataset, Transform
 
 
-def _kinds() -> dict[str, Callable[..., DepthDataset]]:
+def _kinds() -> dict[str, Callable[..., PerceptionDataset]]:
     from vpd.data.folder import ImageFolderDepth
     from vpd.data.kitti import KITTIEigen
     from vpd.data.nyuv2 import NYUv2Labeled, NYUv2Sync
-    from vpd.data.synthetic import SyntheticDepthDataset
+    from vpd.data.synthetic import SyntheticDataset
 
     return {
         "nyuv2_sync": NYUv2Sync,
         "nyuv2_labeled": NYUv2Labeled,
         "kitti_eigen": KITTIEigen,
         "folder": ImageFolderDepth,
-        "synthetic": SyntheticDepthDataset,
+        "synthetic": SyntheticDataset,
     }
 
 
 def build_dataset(
     kind: str, args: Mapping[str, Any], *, transform: Transform | None = None, seed: int = 0, where: str = "data"
-) -> DepthDataset:
+) -> PerceptionDataset:
     """Builds dataset ``kind`` with ``args`` (its constructor's keyword arguments) plus the transform and seed."""
     kinds = _kinds()
     if kind not in kinds:

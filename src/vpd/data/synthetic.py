@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vpd.data.base import DepthDataset, DepthSample, Transform
+from vpd.data.base import PerceptionDataset, Sample, Transform
 
 SCENE_CLASSES: tuple[str, ...] = ("bathroom", "bedroom", "kitchen", "living_room", "office")
 """Room types; each has its own size range, surface styles, palette and furniture mix."""
@@ -97,12 +97,12 @@ def render_scene(seed: int, height: int = 240, width: int = 320, *, scene_class:
     return _render(spec, height, width, rng)
 
 
-class SyntheticDepthDataset(DepthDataset):
-    """A fixed set of procedurally generated rooms, as a :class:`~vpd.data.base.DepthDataset`.
+class SyntheticDataset(PerceptionDataset):
+    """A fixed set of procedurally generated rooms, as a :class:`~vpd.data.base.PerceptionDataset`.
 
     Scene ``i`` is ``render_scene(self.scene_seed(i), height, width)``; per-index seeds come from
     ``np.random.SeedSequence([seed, i])``, so datasets built with different ``seed`` values (train / val) do not
-    share scenes. ``load`` returns ``extras = {"normals": [H, W, 3] float32, "semantic": [H, W] uint8}``.
+    share scenes. ``load`` returns ``targets = {"depth", "normals": [H, W, 3] float32, "semantic": [H, W] uint8}``.
 
     Args:
         num_scenes: number of scenes (``len(dataset)``).
@@ -154,16 +154,12 @@ class SyntheticDepthDataset(DepthDataset):
                 self._scenes[index] = scene
         return scene
 
-    def load(self, index: int) -> DepthSample:
-        """Scene ``index`` as a :class:`~vpd.data.base.DepthSample` (copies, so transforms cannot touch the cache)."""
+    def load(self, index: int) -> Sample:
+        """Scene ``index`` as a :class:`~vpd.data.base.Sample` (copies, so transforms cannot touch the cache)."""
         scene = self.scene(index)
-        return DepthSample(
-            image=scene.image.copy(),
-            depth=scene.depth.copy(),
-            class_id=scene.scene_class,
-            name=f"synthetic_{self.seed}_{index:05d}",
-            extras={"normals": scene.normals.copy(), "semantic": scene.semantic.copy()},
-        )
+        targets = {"depth": scene.depth.copy(), "normals": scene.normals.copy(), "semantic": scene.semantic.copy()}
+        name = f"synthetic_{self.seed}_{index:05d}"
+        return Sample(image=scene.image.copy(), targets=targets, class_id=scene.scene_class, name=name)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Paired augmentations on :class:`~vpd.data.base.DepthSample` (numpy, no OpenCV, no albumentations).
+"""Paired augmentations on :class:`~vpd.data.base.Sample` (numpy, no OpenCV, no albumentations).
 
 Every transform is a callable ``(sample, rng) -> sample`` that draws its randomness only from ``rng`` (the dataset
 seeds it from ``(seed, epoch, index)``), so a sample's augmentation is reproducible and independent of worker count
@@ -6,7 +6,8 @@ and of resuming. Transforms never write into their input arrays: they return a n
 new memory (never views of the input); arrays a transform does not change (e.g. depth under a photometric one) are
 passed through as the same objects, so no transform may write into an array it received.
 
-Geometric transforms move the image, the depth and every extra alike; photometric ones touch the image only. The
+Geometric transforms move the image and every dense target alike (targets are resampled with nearest, so invalid
+zeros and labels never blend); photometric ones touch the image only. The
 photometric defaults are albumentations' defaults, which the official VPD/GLPDepth recipe uses unchanged:
 ``RandomBrightnessContrast()``, ``RandomGamma()``, ``HueSaturationValue()``, each with p = 0.5.
 """
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vpd.data.base import DepthSample, Transform
+from vpd.data.base import Sample, Transform, target_kind
 
 __all__ = [
     "CenterCrop",
@@ -46,17 +47,14 @@ def _pair(size: int | Sequence[int], what: str) -> tuple[int, int]:
     return pair[0], pair[1]
 
 
-def _map_spatial(sample: DepthSample, fn: Callable[[np.ndarray], np.ndarray]) -> DepthSample:
-    """Applies one spatial op to image, depth and every extra (all ``[H, W, ...]``)."""
+def _map_spatial(sample: Sample, fn: Callable[[np.ndarray], np.ndarray]) -> Sample:
+    """Applies one spatial op to the image and every target (all ``[H, W, ...]``)."""
     return dataclasses.replace(
-        sample,
-        image=fn(sample.image),
-        depth=None if sample.depth is None else fn(sample.depth),
-        extras={key: fn(value) for key, value in sample.extras.items()},
+        sample, image=fn(sample.image), targets={key: fn(value) for key, value in sample.targets.items()}
     )
 
 
-def _check_uint8(sample: DepthSample, what: str) -> None:
+def _check_uint8(sample: Sample, what: str) -> None:
     if sample.image.dtype != np.uint8 or sample.image.ndim != 3 or sample.image.shape[2] != 3:
         raise ValueError(
             f"{what}: expected a uint8 [H, W, 3] image, got {sample.image.dtype} {sample.image.shape} ({sample.name})"
@@ -73,7 +71,7 @@ class Compose:
     def __init__(self, transforms: Sequence[Transform]) -> None:
         self.transforms = list(transforms)
 
-    def __call__(self, sample: DepthSample, rng: np.random.Generator) -> DepthSample:
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
         for transform in self.transforms:
             sample = transform(sample, rng)
         return sample
@@ -87,7 +85,7 @@ class Compose:
 
 
 class RandomCrop:
-    """Crops a uniformly placed ``size`` window from image, depth and extras (no padding).
+    """Crops a uniformly placed ``size`` window from the image and its targets (no padding).
 
     Args:
         size: ``(height, width)`` or one int for a square.
@@ -99,7 +97,7 @@ class RandomCrop:
     def __init__(self, size: int | Sequence[int]) -> None:
         self.size = _pair(size, "RandomCrop")
 
-    def __call__(self, sample: DepthSample, rng: np.random.Generator) -> DepthSample:
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
         crop_h, crop_w = self.size
         height, width = sample.image.shape[:2]
         if height < crop_h or width < crop_w:
@@ -124,7 +122,7 @@ class CenterCrop:
     def __init__(self, size: int | Sequence[int]) -> None:
         self.size = _pair(size, "CenterCrop")
 
-    def __call__(self, sample: DepthSample, rng: np.random.Generator) -> DepthSample:
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
         crop_h, crop_w = self.size
         height, width = sample.image.shape[:2]
         if height < crop_h or width < crop_w:
@@ -139,10 +137,10 @@ class CenterCrop:
 
 
 class HorizontalFlip:
-    """Mirrors image, depth and every extra left-right with probability ``p``.
+    """Mirrors the image and every target left-right with probability ``p``.
 
-    Surface normals (extra ``"normals"``, ``[H, W, 3]`` with x first) also get their x component negated, since
-    mirroring the scene mirrors the direction each surface faces.
+    Vector targets (``"normals"``, ``[H, W, 3]`` with x first; see ``TargetKind.mirror_x``) also get their x
+    component negated, since mirroring the scene mirrors the direction each surface faces.
 
     Args:
         p: probability of flipping.
@@ -151,13 +149,13 @@ class HorizontalFlip:
     def __init__(self, p: float = 0.5) -> None:
         self.p = p
 
-    def __call__(self, sample: DepthSample, rng: np.random.Generator) -> DepthSample:
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
         if rng.random() >= self.p:
             return sample
         flipped = _map_spatial(sample, lambda a: a[:, ::-1].copy())
-        if "normals" in flipped.extras:
-            normals = flipped.extras["normals"]
-            normals[..., 0] = -normals[..., 0]  # a fresh copy, so this does not touch the input
+        for key, value in flipped.targets.items():
+            if target_kind(key).mirror_x:
+                value[..., 0] = -value[..., 0]  # a fresh copy, so this does not touch the input
         return flipped
 
     def __repr__(self) -> str:
@@ -170,7 +168,7 @@ def _nearest_indices(src: int, dst: int) -> np.ndarray:
 
 
 class Resize:
-    """Resizes to ``size``: bilinear image, nearest depth and extras (so invalid zeros and labels never blend).
+    """Resizes to ``size``: bilinear image, nearest targets (so invalid zeros and labels never blend).
 
     The image is resampled with half-pixel centres and no antialiasing (``align_corners=False``, as OpenCV's
     ``INTER_LINEAR`` that the official code uses), then rounded to uint8. Nearest picks the source pixel whose centre
@@ -183,7 +181,7 @@ class Resize:
     def __init__(self, size: int | Sequence[int]) -> None:
         self.size = _pair(size, "Resize")
 
-    def __call__(self, sample: DepthSample, rng: np.random.Generator) -> DepthSample:
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
         _check_uint8(sample, "Resize")
         out_h, out_w = self.size
         height, width = sample.image.shape[:2]
@@ -198,10 +196,7 @@ class Resize:
             return a[rows][:, cols]  # fancy indexing copies
 
         return dataclasses.replace(
-            sample,
-            image=resized,
-            depth=None if sample.depth is None else nearest(sample.depth),
-            extras={key: nearest(value) for key, value in sample.extras.items()},
+            sample, image=resized, targets={key: nearest(value) for key, value in sample.targets.items()}
         )
 
     def __repr__(self) -> str:
@@ -240,7 +235,7 @@ class RandomBrightnessContrast:
         lut = np.clip(np.rint(np.arange(256, dtype=np.float64) * alpha + beta * 255.0), 0, 255).astype(np.uint8)
         return lut[image]
 
-    def __call__(self, sample: DepthSample, rng: np.random.Generator) -> DepthSample:
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
         if rng.random() >= self.p:
             return sample
         _check_uint8(sample, "RandomBrightnessContrast")
@@ -269,7 +264,7 @@ class RandomGamma:
         lut = np.clip(np.rint(255.0 * (np.arange(256, dtype=np.float64) / 255.0) ** gamma), 0, 255).astype(np.uint8)
         return lut[image]
 
-    def __call__(self, sample: DepthSample, rng: np.random.Generator) -> DepthSample:
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
         if rng.random() >= self.p:
             return sample
         _check_uint8(sample, "RandomGamma")
@@ -345,7 +340,7 @@ class HueSaturationValue:
         hsv[..., 2] = np.clip(hsv[..., 2] + val_shift, 0.0, 255.0)
         return hsv_to_rgb(hsv)
 
-    def __call__(self, sample: DepthSample, rng: np.random.Generator) -> DepthSample:
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
         if rng.random() >= self.p:
             return sample
         _check_uint8(sample, "HueSaturationValue")
@@ -381,7 +376,7 @@ class CutDepth:
     max_ratio: float = 0.75
     max_depth: float = 10.0
 
-    def __call__(self, sample: DepthSample, rng: np.random.Generator) -> DepthSample:
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
         if sample.depth is None or rng.random() >= self.p:
             return sample
         _check_uint8(sample, "CutDepth")

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from vpd.configuration import ConfigError, save_yaml, to_dict
-from vpd.data.base import DepthDataset, EpochSampler
+from vpd.data.base import EpochSampler, PerceptionDataset
 from vpd.data.registry import build_dataset
 from vpd.errors import first_line
 from vpd.tasks import get_task
@@ -53,8 +53,8 @@ class Trainer:
         *,
         task: Task | None = None,
         model: torch.nn.Module | None = None,
-        train_set: DepthDataset | None = None,
-        val_set: DepthDataset | None = None,
+        train_set: PerceptionDataset | None = None,
+        val_set: PerceptionDataset | None = None,
         accelerator: Any = None,
     ) -> None:
         from accelerate import Accelerator
@@ -215,7 +215,7 @@ class Trainer:
         return result
 
     # ------------------------------------------------------------------ evaluation
-    def evaluate(self, dataset: DepthDataset | None = None) -> EvalResult:
+    def evaluate(self, dataset: PerceptionDataset | None = None) -> EvalResult:
         """The task's protocol on ``dataset`` (default: the validation set), sharded over processes."""
         dataset = dataset or self.val_set
         if dataset is None:
