@@ -31,8 +31,11 @@ def test_packaged_recipes_parse_and_bind(name):
 def test_official_recipe_is_the_published_one():
     config = load_run_config("depth_nyuv2")
     assert (config.optim.lr, config.optim.min_lr, config.optim.weight_decay) == (5e-4, 3e-5, 0.1)
-    assert (config.train.epochs, config.train.batch_size, config.data.crop_size) == (25, 24, (480, 480))
-    assert (config.eval.flip, config.eval.windows, config.eval.crop) == (True, 2, "nyu")
+    assert (config.train.epochs, config.train.batch_size, config.augment.crop_size) == (25, 24, (480, 480))
+    assert (config.eval.flip, config.eval.windows, config.eval.crop, config.eval.max_depth) == (True, 2, "nyu", 10.0)
+    assert config.optim.param_rules[0].key == "unet" and config.optim.param_rules[0].lr_mult == 0.01
+    kitti = load_run_config("depth_kitti")
+    assert kitti.model.max_depth == kitti.eval.max_depth == 80.0  # written once, in model.max_depth
     mmseg = load_run_config("depth_nyuv2_mmseg")
     assert (mmseg.optim.schedule, mmseg.train.max_steps, mmseg.train.batch_size, mmseg.optim.no_decay) == (
         "mmseg",

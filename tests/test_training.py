@@ -42,7 +42,10 @@ def test_mmseg_schedule_matches_schedule_25k():
 
 
 def test_param_groups_scale_unet_and_skip_decay(tiny_depth_model):
-    groups = param_groups(tiny_depth_model, weight_decay=0.1)
+    from vpd.training.config import ParamRule
+
+    unet = (ParamRule("unet", lr_mult=0.01),)
+    groups = param_groups(tiny_depth_model, 0.1, unet, no_decay="1d_and_bias")
     by_name = {n: g for g in groups for n in g["names"]}
     assert not any("backbone.vae" in n for n in by_name)  # frozen
     assert by_name["backbone.unet.conv_in.weight"]["lr_scale"] == 0.01
@@ -51,7 +54,7 @@ def test_param_groups_scale_unet_and_skip_decay(tiny_depth_model):
     assert by_name["backbone.text_adapter.gamma"]["weight_decay"] == 0.0  # 1-D
     assert by_name["head.fuse_out.1.weight"]["weight_decay"] == 0.0  # GroupNorm weight, 1-D
     assert by_name["head.conv.0.weight"]["lr_scale"] == 1.0
-    mmseg = {n: g for g in param_groups(tiny_depth_model, 0.1, no_decay="bias") for n in g["names"]}
+    mmseg = {n: g for g in param_groups(tiny_depth_model, 0.1, unet, no_decay="bias") for n in g["names"]}
     assert mmseg["head.fuse_out.1.weight"]["weight_decay"] == 0.1 and mmseg["head.conv.0.bias"]["weight_decay"] == 0
     optimizer = build_adamw(groups, lr=1e-3)
     lrs = {g["lr_scale"]: g["lr"] for g in optimizer.param_groups}

@@ -190,9 +190,12 @@ def _dataclass_of(annotation: Any) -> type | None:
     return annotation if dataclasses.is_dataclass(annotation) and isinstance(annotation, type) else None
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
-    """Typed defaults of ``cls``, then the YAML file at ``path``, then each ``key=value`` override."""
-    data: dict[str, Any] = to_dict(cls())
+def load_config(
+    cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = (), base: Mapping[str, Any] | None = None
+) -> T:
+    """Typed defaults of ``cls`` (or ``base``, a full dict of them), then the YAML file at ``path``, then each
+    ``key=value`` override."""
+    data: dict[str, Any] = dict(base) if base is not None else to_dict(cls())
     if path is not None:
         path = Path(path)
         if not path.is_file():

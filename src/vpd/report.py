@@ -172,9 +172,10 @@ def write_demo_report(
     middlebury = _middlebury_panel(image, gt, predictions)
     lines = _metrics_lines(demo)
     config = trainer.config
+    crop = tuple(getattr(config.augment, "crop_size", ()))
     summary = [
         "vpd demo: VPD depth on synthetic rooms, CPU, no pretrained weights",
-        f"steps {trainer.step}, global batch {config.train.batch_size}, crop {tuple(config.data.crop_size)}, "
+        f"steps {trainer.step}, global batch {config.train.batch_size}, crop {crop}, "
         f"wall time {demo.seconds['total']:.0f}s (training {demo.seconds['training']:.0f}s)",
         "",
         *lines,

@@ -48,7 +48,7 @@ def load_any_model(source: str, config: RunConfig):
         base = dataclasses.replace(
             base,
             backbone=dataclasses.replace(base.backbone, class_names=tuple(names)),
-            max_depth=config.model.max_depth,
+            max_depth=config.model.output_range,  # type: ignore[attr-defined]
         )
         return convert_vpd_depth(source, base_config=base)
     return get_task(config.model.task).load_model(source)

@@ -24,6 +24,7 @@ from vpd.data.io import read_depth_png, read_image
 __all__ = ["NYU_SCENE_CLASSES", "NYUv2Labeled", "NYUv2Sync", "nyu_scene_class_id", "parse_file_list"]
 
 NYU_DEPTH_SCALE = 1000.0  # sync depth PNGs store millimetres
+NYU_MAX_DEPTH = 10.0  # metres: the NYUv2 protocol's cap and the official model's sigmoid scale
 
 
 def nyu_scene_class_id(key: str) -> int:

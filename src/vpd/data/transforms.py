@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from vpd.data.base import Sample, Transform, target_kind
+from vpd.data.nyuv2 import NYU_MAX_DEPTH
 
 __all__ = [
     "CenterCrop",
@@ -374,7 +375,7 @@ class CutDepth:
 
     p: float = 0.25
     max_ratio: float = 0.75
-    max_depth: float = 10.0
+    max_depth: float = NYU_MAX_DEPTH
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
         if sample.depth is None or rng.random() >= self.p:
@@ -392,7 +393,7 @@ class CutDepth:
 
 
 def depth_train_transform(
-    crop_size: int | Sequence[int] = (480, 480), max_depth: float = 10.0, cutdepth_p: float = 0.25
+    crop_size: int | Sequence[int] = (480, 480), max_depth: float = NYU_MAX_DEPTH, cutdepth_p: float = 0.25
 ) -> Compose:
     """The official VPD depth training augmentation, in the official order.
 

@@ -43,6 +43,8 @@ class BackboneConfig:
         timestep: the UNet timestep (official code: 1).
         scale_latents: multiply latents by the VAE's ``scaling_factor`` (official VPD: no).
         pad_multiple: images are zero-padded bottom/right to a multiple of this (64 keeps every UNet level whole).
+        context_length: ``"text"`` conditioning: tokens per text (40 for RefCOCO, 77 for RefCOCOg); the attention maps
+            then add that many channels.
         attention_maps: append the mean cross-attention maps to the stride-16 and stride-32 features.
         attention_map_grad: let gradients flow through the captured maps (official: they carry none).
         gamma_init: initial text-adapter gamma.
@@ -55,6 +57,7 @@ class BackboneConfig:
     timestep: int = 1
     scale_latents: bool = False
     pad_multiple: int = 64
+    context_length: int | None = None
     attention_maps: bool = False
     attention_map_grad: bool = False
     gamma_init: float = 1e-4
@@ -64,10 +67,21 @@ class BackboneConfig:
         return int(self.unet["cross_attention_dim"])
 
     @property
+    def num_tokens(self) -> int:
+        """Tokens of the UNet context: 1 (a scene), the number of classes, or the text length."""
+        if self.conditioning == "scene":
+            return 1
+        if self.conditioning == "classes":
+            return len(self.class_names)
+        if self.context_length is None:
+            raise ValueError("text conditioning needs context_length (tokens per text)")
+        return self.context_length
+
+    @property
     def feature_channels(self) -> tuple[int, int, int, int]:
-        """Channels of the four features (strides 8, 16, 32, 64), attention maps included."""
+        """Channels of the four features (strides 8, 16, 32, 64), attention maps (one channel per token) included."""
         c = self.unet["block_out_channels"]
-        extra = len(self.class_names) if self.attention_maps and self.conditioning == "classes" else 0
+        extra = self.num_tokens if self.attention_maps else 0
         return (c[0], c[1] + extra, c[2] + extra, c[3])
 
 

@@ -10,18 +10,13 @@ from typing import Any, ClassVar
 import torch
 
 from vpd.configuration import check_range
-from vpd.modeling.backbone import BackboneConfig, LatentEncoder, VPDBackbone
+from vpd.data.nyuv2 import NYU_MAX_DEPTH
+from vpd.modeling.backbone import BackboneConfig, VPDBackbone
+from vpd.modeling.builder import build_vpd_model
 from vpd.modeling.heads.depth import VPDDepthHead
 from vpd.modeling.hub import PretrainedModel
 from vpd.modeling.outputs import DepthOutput
-from vpd.modeling.stable_diffusion import (
-    TINY_UNET_CONFIG,
-    TINY_VAE_CONFIG,
-    clean_component_config,
-    load_clip_text_encoder,
-    load_stable_diffusion,
-)
-from vpd.modeling.text_encoder import encode_class_names, random_class_embeddings
+from vpd.modeling.stable_diffusion import TINY_UNET_CONFIG, TINY_VAE_CONFIG
 
 
 def _nyu_backbone() -> BackboneConfig:
@@ -43,7 +38,7 @@ class VPDDepthConfig:
     """
 
     backbone: BackboneConfig = field(default_factory=_nyu_backbone)
-    max_depth: float = 10.0
+    max_depth: float = NYU_MAX_DEPTH
     fused_channels: int = 1536
     deconv_channels: tuple[int, ...] = (32, 32, 32)
     head_channels: int = 192
@@ -123,39 +118,20 @@ def build_vpd_depth(
         seed: seed of the random initialisation (head, adapter, random class embeddings).
         load_kwargs: passed to ``load_stable_diffusion`` (``local_files_only``, ``original_config``, ...).
     """
-    config = config or VPDDepthConfig()
-    torch.manual_seed(seed)
-    backbone = None
-    if stable_diffusion is not None:
-        parts = load_stable_diffusion(stable_diffusion, **load_kwargs)
-        bcfg = dataclasses.replace(
-            config.backbone,
-            unet=clean_component_config(parts.unet.config),
-            vae=clean_component_config(parts.vae.config),
-        )
-        config = dataclasses.replace(config, backbone=bcfg)
-        backbone = VPDBackbone(bcfg, unet=parts.unet, vae=LatentEncoder.from_autoencoder(parts.vae))
-        del parts  # the VAE decoder is not referenced any more and is freed here
-    model = VPDDepth(config, backbone=backbone)
-    names = config.backbone.class_names
-    if class_embeddings == "random" or (
-        class_embeddings == "clip" and stable_diffusion is None and text_encoder is None
-    ):
-        model.backbone.class_embeddings.copy_(random_class_embeddings(len(names), config.backbone.text_dim, seed))
-    elif class_embeddings == "clip":
-        source = text_encoder or stable_diffusion
-        if source is None or (text_encoder is None and str(source).lower().endswith((".ckpt", ".safetensors"))):
-            raise ValueError(
-                "class embeddings need a CLIP text encoder: pass text_encoder= (e.g. openai/clip-vit-large-patch14)"
-            )
-        encoder, tokenizer = load_clip_text_encoder(source, local_files_only=load_kwargs.get("local_files_only"))
-        model.backbone.class_embeddings.copy_(encode_class_names(names, encoder, tokenizer))
-    else:
-        raise ValueError(f"class_embeddings must be 'clip' or 'random', got {class_embeddings!r}")
-    return model
+    return build_vpd_model(
+        VPDDepth,
+        config or VPDDepthConfig(),
+        stable_diffusion=stable_diffusion,
+        text_encoder=text_encoder,
+        class_embeddings=class_embeddings,
+        seed=seed,
+        **load_kwargs,
+    )
 
 
-def tiny_vpd_depth_config(class_names: tuple[str, ...] | None = None, max_depth: float = 10.0) -> VPDDepthConfig:
+def tiny_vpd_depth_config(
+    class_names: tuple[str, ...] | None = None, max_depth: float = NYU_MAX_DEPTH
+) -> VPDDepthConfig:
     """A small SD-shaped VPD depth model (~3M parameters) for tests and the CPU demo."""
     base = _nyu_backbone()
     backbone = dataclasses.replace(

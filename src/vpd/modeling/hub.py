@@ -41,6 +41,13 @@ class PretrainedModel(nn.Module):
         if "model_type" in cls.__dict__:
             MODEL_TYPES[cls.model_type] = cls
 
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute activations in the backward pass instead of storing them (the backbone's UNet, for VPD)."""
+        backbone = getattr(self, "backbone", None)
+        if backbone is None or not hasattr(backbone, "enable_gradient_checkpointing"):
+            raise NotImplementedError(f"{type(self).__name__} does not support gradient checkpointing")
+        backbone.enable_gradient_checkpointing()
+
     def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
         """Writes ``config.json`` and ``model.safetensors`` into ``directory`` (created), atomically.
 

@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 import numpy as np
 import torch
 
+from vpd.training.config import AugmentConfig, EvalConfig, ModelConfig
+
 if TYPE_CHECKING:
     from vpd.data.base import Transform
     from vpd.modeling.hub import PretrainedModel
-    from vpd.training.config import EvalConfig, RunConfig
+    from vpd.training.config import RunConfig
 
 
 class Metrics(Protocol):
@@ -25,11 +27,29 @@ class Metrics(Protocol):
 
 
 class Task(ABC):
-    """One perception task. Subclasses are stateless; the trainer passes configs in."""
+    """One perception task. Subclasses are stateless; the trainer passes configs in.
+
+    Attributes:
+        name: what ``model.task`` says.
+        model_config, augment_config, eval_config: the task's sections of the run config.
+        defaults: the task's official recipe as a nested dict over the generic defaults (``optim``, ``train``,
+            ``data``, ...); a recipe file lists only what differs from it.
+        model_types: the ``model_type`` names (``vpd.modeling.hub``) this task's models save as.
+        primary_metric, higher_is_better: what "best" means for ``model_best``.
+    """
 
     name: ClassVar[str]
+    model_config: ClassVar[type[ModelConfig]] = ModelConfig
+    augment_config: ClassVar[type[AugmentConfig]] = AugmentConfig
+    eval_config: ClassVar[type[EvalConfig]] = EvalConfig
+    defaults: ClassVar[dict[str, Any]] = {}
+    model_types: ClassVar[tuple[str, ...]] = ()
     primary_metric: ClassVar[str]
     higher_is_better: ClassVar[bool]
+
+    def resolve(self, config: RunConfig) -> RunConfig:
+        """Fills values a recipe may leave to other sections (depth: ``eval.max_depth`` from the model's range)."""
+        return config
 
     @abstractmethod
     def build_model(self, config: RunConfig, class_names: tuple[str, ...]) -> PretrainedModel:

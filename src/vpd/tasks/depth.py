@@ -2,33 +2,113 @@
 
 from __future__ import annotations
 
-import dataclasses
-from typing import TYPE_CHECKING, Any, ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 import numpy as np
 import torch
 
-from vpd.configuration import ConfigError
+from vpd.configuration import check_range
+from vpd.data.nyuv2 import NYU_MAX_DEPTH
+from vpd.limits import MAX_WINDOWS
 from vpd.modeling.losses import silog_loss
+from vpd.tasks import register_task
 from vpd.tasks.base import Task
+from vpd.tasks.building import apply_recipe, class_names_for, from_init
+from vpd.training.config import AugmentConfig, EvalConfig, ModelConfig
 
 if TYPE_CHECKING:
     from vpd.data.base import Transform
     from vpd.metrics.depth import DepthMetricAccumulator
     from vpd.modeling.depth import VPDDepth
-    from vpd.training.config import EvalConfig, RunConfig
+    from vpd.training.config import RunConfig
+
+
+@dataclass(frozen=True)
+class DepthModelConfig(ModelConfig):
+    """``model`` for depth; null fields keep the architecture's defaults (``vpd.modeling.depth.VPDDepthConfig``).
+
+    Attributes:
+        max_depth: metres; the output is ``sigmoid(.) * max_depth`` (10 NYUv2, 80 KITTI). Also the evaluation's
+            cap (``eval.max_depth``) and CutDepth's white level, unless those are set.
+        fused_channels, deconv_channels, head_channels: head widths.
+    """
+
+    max_depth: float | None = None
+    fused_channels: int | None = None
+    deconv_channels: tuple[int, ...] | None = None
+    head_channels: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_range("model.max_depth", self.max_depth, low=0, low_open=True, optional=True)
+        for name in ("fused_channels", "head_channels"):
+            check_range(f"model.{name}", getattr(self, name), low=1, optional=True)
+        for i, width in enumerate(self.deconv_channels or ()):
+            check_range(f"model.deconv_channels[{i}]", width, low=1)
+
+    @property
+    def output_range(self) -> float:
+        """The effective ``max_depth``."""
+        return self.max_depth if self.max_depth is not None else NYU_MAX_DEPTH
+
+
+@dataclass(frozen=True)
+class DepthAugmentConfig(AugmentConfig):
+    """Official VPD depth augmentation: CutDepth, flip, random crop, brightness/contrast, gamma, hue/saturation.
+
+    Attributes:
+        enabled: false: random crop only.
+        crop_size: ``(height, width)`` of the random crop (480x480 NYU, 352x704 KITTI).
+        cutdepth: CutDepth probability (0 disables it).
+    """
+
+    enabled: bool = True
+    crop_size: tuple[int, int] = (480, 480)
+    cutdepth: float = 0.25
+
+    def __post_init__(self) -> None:
+        for i, side in enumerate(self.crop_size):
+            check_range(f"augment.crop_size[{i}]", side, low=1)
+        check_range("augment.cutdepth", self.cutdepth, low=0, high=1)
+
+
+@dataclass(frozen=True)
+class DepthEvalConfig(EvalConfig):
+    """The depth protocol and test-time augmentation.
+
+    Attributes:
+        crop: ``nyu`` (Eigen crop), ``kitti_garg``, ``kitti_eigen`` or ``none``.
+        min_depth, max_depth: valid ground truth is ``min_depth < gt < max_depth``; ``max_depth`` null: the
+            model's ``max_depth``.
+        flip: average with the horizontally flipped prediction.
+        windows: square sliding windows across the long side (official: 2 at 480x640); None: the whole image.
+    """
+
+    crop: Literal["nyu", "kitti_garg", "kitti_eigen", "none"] = "nyu"
+    min_depth: float = 1e-3
+    max_depth: float | None = None
+    flip: bool = True
+    windows: int | None = 2
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_range("eval.min_depth", self.min_depth, low=0)
+        check_range("eval.max_depth", self.max_depth, low=self.min_depth, low_open=True, optional=True)
+        check_range("eval.windows", self.windows, low=1, high=MAX_WINDOWS, optional=True)
 
 
 class DepthMetrics:
     """The depth protocol (per-image metrics averaged over images) over the task's batches."""
 
-    def __init__(self, config: EvalConfig) -> None:
+    def __init__(self, config: DepthEvalConfig) -> None:
         from vpd.metrics.depth import DepthMetricAccumulator
 
         self.config = config
         crop = None if config.crop == "none" else config.crop
+        max_depth = config.max_depth if config.max_depth is not None else NYU_MAX_DEPTH
         self.accumulator: DepthMetricAccumulator = DepthMetricAccumulator(
-            min_depth=config.min_depth, max_depth=config.max_depth, crop=crop
+            min_depth=config.min_depth, max_depth=max_depth, crop=crop
         )
 
     def update(self, prediction: torch.Tensor, batch: dict[str, Any]) -> None:
@@ -43,7 +123,7 @@ class DepthMetrics:
             names = f" (e.g. {', '.join(skipped[:3])})" if skipped else ""
             raise ValueError(
                 f"no sample had valid ground truth: {self.accumulator.skipped} of {self.accumulator.skipped} "
-                f"images{names} have no depth in ({self.config.min_depth:g}, {self.config.max_depth:g}) m inside "
+                f"images{names} have no depth in ({self.config.min_depth:g}, {self.accumulator.max_depth:g}) m inside "
                 f"the {self.config.crop} crop; check the depth files' scale, eval.min_depth / eval.max_depth and "
                 "eval.crop"
             )
@@ -57,36 +137,53 @@ class DepthMetrics:
         return self.accumulator.rows
 
 
+@register_task
 class DepthTask(Task):
     name: ClassVar[str] = "depth"
+    model_config: ClassVar[type[ModelConfig]] = DepthModelConfig
+    augment_config: ClassVar[type[AugmentConfig]] = DepthAugmentConfig
+    eval_config: ClassVar[type[EvalConfig]] = DepthEvalConfig
+    # The official VPD NYUv2 recipe (SPEC §3); recipes list what differs.
+    defaults: ClassVar[dict[str, Any]] = {
+        "data": {
+            "train": {"kind": "nyuv2_sync", "args": {"root": "data/nyu_depth_v2"}},
+            "val": {"kind": "nyuv2_sync", "args": {"root": "data/nyu_depth_v2", "split": "test"}},
+        },
+        "optim": {
+            "lr": 5e-4,
+            "min_lr": 3e-5,
+            "weight_decay": 0.1,
+            "schedule": "vpd",
+            "param_rules": [{"key": "unet", "lr_mult": 0.01}],
+            "no_decay": "1d_and_bias",
+        },
+        "train": {"output_dir": "runs/depth_nyuv2", "batch_size": 24},
+    }
+    model_types: ClassVar[tuple[str, ...]] = ("vpd_depth",)
     primary_metric: ClassVar[str] = "rmse"
     higher_is_better: ClassVar[bool] = False
 
+    def resolve(self, config: RunConfig) -> RunConfig:
+        """Fills ``eval.max_depth`` from the model's output range when the recipe leaves it null."""
+        import dataclasses
+
+        evaluation = cast(DepthEvalConfig, config.eval)
+        if evaluation.max_depth is not None:
+            return config
+        model = cast(DepthModelConfig, config.model)
+        return dataclasses.replace(config, eval=dataclasses.replace(evaluation, max_depth=model.output_range))
+
     def build_model(self, config: RunConfig, class_names: tuple[str, ...]) -> VPDDepth:
-        from vpd.modeling.depth import VPDDepth, VPDDepthConfig, build_vpd_depth, tiny_vpd_depth_config
+        from vpd.modeling.depth import VPDDepthConfig, build_vpd_depth, tiny_vpd_depth_config
 
         spec = config.model
         if spec.init:
-            return VPDDepth.from_pretrained(spec.init)
-        names = tuple(spec.class_names) if spec.class_names else tuple(class_names)
-        if not names:
-            raise ConfigError("model.class_names: the training data has no scene classes; name at least one")
+            return cast("VPDDepth", from_init(spec, self.load_model, mutable=("max_depth",)))
+        names = class_names_for(config, class_names, "scene classes")
         base = tiny_vpd_depth_config(names) if spec.architecture == "tiny" else VPDDepthConfig()
-        model_config = dataclasses.replace(
-            base,
-            backbone=dataclasses.replace(
-                base.backbone, class_names=names, timestep=spec.timestep, scale_latents=spec.scale_latents
-            ),
-            max_depth=spec.max_depth,
-            fused_channels=spec.fused_channels,
-            deconv_channels=tuple(spec.deconv_channels),
-            head_channels=spec.head_channels,
-        )
-        load: dict[str, Any] = {}
-        if spec.original_config:
-            load["original_config"] = spec.original_config
+        load: dict[str, Any] = {"original_config": spec.original_config} if spec.original_config else {}
         return build_vpd_depth(
-            model_config,
+            apply_recipe(base, spec, names),
             stable_diffusion=spec.pretrained,
             text_encoder=spec.text_encoder,
             class_embeddings=spec.class_embeddings,
@@ -102,10 +199,11 @@ class DepthTask(Task):
     def train_transform(self, config: RunConfig) -> Transform | None:
         from vpd.data.transforms import RandomCrop, depth_train_transform
 
-        crop = tuple(config.data.crop_size)
-        if config.data.augment:
-            return depth_train_transform(crop, max_depth=config.model.max_depth, cutdepth_p=config.data.cutdepth)
-        return RandomCrop(crop)
+        augment = cast(DepthAugmentConfig, config.augment)
+        if augment.enabled:
+            max_depth = cast(DepthModelConfig, config.model).output_range
+            return depth_train_transform(augment.crop_size, max_depth=max_depth, cutdepth_p=augment.cutdepth)
+        return RandomCrop(augment.crop_size)
 
     def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         depth = model(batch["image"], batch["class_id"]).depth
@@ -118,17 +216,18 @@ class DepthTask(Task):
         def forward(images: torch.Tensor, class_ids: torch.Tensor | None) -> torch.Tensor:
             return model(images, class_ids).depth
 
+        settings = cast(DepthEvalConfig, config)
         return predict_depth_tta(
             forward,
             batch["image"],
             batch.get("class_id"),
-            flip=config.flip,
-            windows=config.windows,
-            batch_size=config.batch_size,
+            flip=settings.flip,
+            windows=settings.windows,
+            batch_size=settings.batch_size,
         )
 
     def metrics(self, config: EvalConfig) -> DepthMetrics:
-        return DepthMetrics(config)
+        return DepthMetrics(cast(DepthEvalConfig, config))
 
     def visualize(self, batch: dict[str, Any], prediction: torch.Tensor, index: int = 0) -> np.ndarray:
         from vpd.inference.visualize import colorize_depth, colorize_error, make_panel

@@ -1,63 +1,68 @@
 """The run configuration: what a recipe file (``configs/*.yaml``) sets, over typed defaults.
 
-Defaults reproduce the official VPD NYUv2 depth recipe (SPEC §3); a recipe lists only what differs, and
+A run has six sections. ``data``, ``optim`` and ``train`` are the same for every task; ``model``, ``augment`` and
+``eval`` are owned by the task that ``model.task`` names (each task subclasses :class:`ModelConfig`,
+:class:`AugmentConfig` and :class:`EvalConfig` with its own fields, see ``vpd.tasks``). Loading reads the task
+first, then parses the rest against that task's schema, over the task's defaults (its official recipe), so a
+segmentation recipe is never merged onto depth defaults. A recipe lists only what differs, and
 ``--set section.key=value`` overrides anything from the command line.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from vpd.configuration import ConfigError, check_range, load_config
-from vpd.limits import MAX_WINDOWS
+import yaml
+
+from vpd.configuration import ConfigError, check_range, load_config, merge, parse_override, to_dict
 
 
 @dataclass(frozen=True)
 class DatasetConfig:
     """A dataset: ``kind`` (see ``vpd.data.registry``) and its constructor arguments."""
 
-    kind: str = "nyuv2_sync"
+    kind: str = "synthetic"
     args: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    train: DatasetConfig = field(default_factory=lambda: DatasetConfig("nyuv2_sync", {"root": "data/nyu_depth_v2"}))
-    val: DatasetConfig | None = field(
-        default_factory=lambda: DatasetConfig("nyuv2_sync", {"root": "data/nyu_depth_v2", "split": "test"})
-    )
-    crop_size: tuple[int, int] = (480, 480)
-    augment: bool = True
-    cutdepth: float = 0.25
+    """Training and validation sets. ``val`` null: no evaluation (then ``train.eval_every`` must be 0)."""
+
+    train: DatasetConfig = field(default_factory=DatasetConfig)
+    val: DatasetConfig | None = None
     num_workers: int = 2
 
     def __post_init__(self) -> None:
-        for i, side in enumerate(self.crop_size):
-            check_range(f"data.crop_size[{i}]", side, low=1)
-        check_range("data.cutdepth", self.cutdepth, low=0, high=1)
         check_range("data.num_workers", self.num_workers, low=0)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """What to build. ``init`` (a vpd checkpoint) wins; else Stable Diffusion from ``pretrained``; else random.
+    """What to build, for every task. ``init`` (a vpd checkpoint) wins; else Stable Diffusion from ``pretrained``;
+    else random. Tasks add their architecture fields; those left null take the architecture's own defaults.
 
     Attributes:
-        task: the task (head, loss, metrics).
+        task: the task (model, loss, metrics); selects the schema of ``model``, ``augment`` and ``eval``.
         pretrained: Stable Diffusion: diffusers folder, hub id or single-file checkpoint.
         text_encoder: CLIP for the class embeddings (default: ``pretrained``'s text encoder).
         original_config: ldm yaml for single-file checkpoints (so no config is fetched).
-        init: a vpd checkpoint (folder or hub id) to start from -- e.g. a converted official model.
+        init: a vpd checkpoint (folder or hub id) to start from -- e.g. a converted official model. Fields set in
+            the recipe are applied to it where they can be (``timestep``, ``scale_latents``, a task's output range)
+            and refused by name where they contradict its weights (widths, class names).
         architecture: UNet/VAE shapes when nothing is loaded: ``"sd15"`` or ``"tiny"`` (tests, CPU demo).
-        class_names: the scene classes; default: the training dataset's.
+        class_names: the classes; default: the training dataset's.
         class_embeddings: ``"clip"`` or ``"random"``.
+        timestep, scale_latents: backbone numerics (null: the official ones, t = 1 and no latent scaling).
     """
 
-    task: Literal["depth"] = "depth"
+    task: str = "depth"
     pretrained: str | None = "stable-diffusion-v1-5/stable-diffusion-v1-5"
     text_encoder: str | None = None
     original_config: str | None = None
@@ -65,46 +70,67 @@ class ModelConfig:
     architecture: Literal["sd15", "tiny"] = "sd15"
     class_names: tuple[str, ...] | None = None
     class_embeddings: Literal["clip", "random"] = "clip"
-    max_depth: float = 10.0
-    fused_channels: int = 1536
-    deconv_channels: tuple[int, ...] = (32, 32, 32)
-    head_channels: int = 192
-    timestep: int = 1
-    scale_latents: bool = False
+    timestep: int | None = None
+    scale_latents: bool | None = None
 
     def __post_init__(self) -> None:
-        check_range("model.max_depth", self.max_depth, low=0, low_open=True)
-        for name in ("fused_channels", "head_channels"):
-            check_range(f"model.{name}", getattr(self, name), low=1)
-        for i, width in enumerate(self.deconv_channels):
-            check_range(f"model.deconv_channels[{i}]", width, low=1)
-        check_range("model.timestep", self.timestep, low=0, high=999)
+        check_range("model.timestep", self.timestep, low=0, high=999, optional=True)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training augmentation; each task adds its fields (crop size, probabilities)."""
+
+
+@dataclass(frozen=True)
+class ParamRule:
+    """One optimiser rule: parameters whose name matches ``key`` (a regular expression searched in the dotted name;
+    a plain substring works) train at ``lr_mult`` x the rate with ``decay_mult`` x the weight decay."""
+
+    key: str
+    lr_mult: float = 1.0
+    decay_mult: float = 1.0
+
+    def __post_init__(self) -> None:
+        try:
+            re.compile(self.key)
+        except re.error as err:
+            raise ConfigError(f"optim.param_rules: key {self.key!r} is not a regular expression ({err})") from None
+        check_range("optim.param_rules.lr_mult", self.lr_mult, low=0)
+        check_range("optim.param_rules.decay_mult", self.decay_mult, low=0)
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """AdamW and the learning-rate schedule.
+    """AdamW, its parameter rules and the learning-rate schedule.
 
     Attributes:
-        lr: peak learning rate (``max_lr`` of the official schedule; mmseg's base rate).
+        lr: peak learning rate (``max_lr`` of the official depth schedule; mmcv's base rate).
         min_lr: floor of the ``vpd`` / ``poly`` / ``cosine`` schedules.
-        schedule: ``vpd`` (official depth, per iteration), ``mmseg`` (linear warm-up, poly, constant),
-            ``poly``, ``cosine`` or ``constant``.
-        warmup_steps: warm-up of ``poly`` / ``cosine``; for ``mmseg`` the linear phase (12000).
-        unet_lr_scale: every parameter whose name contains "unet" trains at this multiple of the rate.
-        no_decay: ``1d_and_bias`` (official) or ``bias`` (mmseg).
+        schedule: ``vpd`` (official depth, per iteration), ``mmseg`` (mmseg's depth: linear warm-up, poly,
+            constant), ``poly`` (mmcv's PolyLrUpdaterHook), ``cosine`` or ``constant``.
+        poly_power: exponent of ``poly``.
+        warmup: ``linear`` (mmcv's: scales the already-decayed rate by ``1 - (1 - i / warmup_steps) *
+            (1 - warmup_ratio)``) or ``none``; for ``mmseg`` the linear phase is ``warmup_steps`` long.
+        param_rules: ordered rules; the first whose key matches a parameter's name decides its multipliers alone
+            (mmcv's ``custom_keys``); no match: 1 and 1.
+        no_decay: parameters that never decay, whatever the rules say: ``1d_and_bias`` (official VPD depth),
+            ``bias`` (mmseg's ``bias_decay_mult=0``) or ``none``.
         grad_clip: max gradient norm, or None.
     """
 
-    lr: float = 5e-4
-    min_lr: float = 3e-5
-    weight_decay: float = 0.1
+    lr: float = 1e-4
+    min_lr: float = 0.0
+    weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.999)
-    schedule: Literal["vpd", "mmseg", "poly", "cosine", "constant"] = "vpd"
+    schedule: Literal["vpd", "mmseg", "poly", "cosine", "constant"] = "constant"
+    poly_power: float = 1.0
+    warmup: Literal["none", "linear"] = "none"
     warmup_steps: int = 0
+    warmup_ratio: float = 1e-6
     poly_end_step: int = 24000
-    unet_lr_scale: float = 0.01
-    no_decay: Literal["1d_and_bias", "bias"] = "1d_and_bias"
+    param_rules: tuple[ParamRule, ...] = ()
+    no_decay: Literal["1d_and_bias", "bias", "none"] = "none"
     grad_clip: float | None = None
 
     def __post_init__(self) -> None:
@@ -113,10 +139,13 @@ class OptimConfig:
         check_range("optim.weight_decay", self.weight_decay, low=0)
         for i, beta in enumerate(self.betas):
             check_range(f"optim.betas[{i}]", beta, low=0, high=0.999999)
+        check_range("optim.poly_power", self.poly_power, low=0, low_open=True)
         check_range("optim.warmup_steps", self.warmup_steps, low=0)
+        check_range("optim.warmup_ratio", self.warmup_ratio, low=0, high=1)
         check_range("optim.poly_end_step", self.poly_end_step, low=1)
-        check_range("optim.unet_lr_scale", self.unet_lr_scale, low=0)
         check_range("optim.grad_clip", self.grad_clip, low=0, low_open=True, optional=True)
+        if self.warmup == "linear" and self.warmup_steps < 1:
+            raise ConfigError("optim.warmup=linear needs optim.warmup_steps >= 1")
 
 
 @dataclass(frozen=True)
@@ -125,10 +154,10 @@ class TrainConfig:
     ``batch_size / (processes * grad_accum)``, so one recipe runs unchanged on one CPU or many GPUs.
     """
 
-    output_dir: str = "runs/depth_nyuv2"
+    output_dir: str = "runs/vpd"
     epochs: int = 25
     max_steps: int | None = None
-    batch_size: int = 24
+    batch_size: int = 8
     grad_accum: int = 1
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     gradient_checkpointing: bool = False
@@ -153,39 +182,53 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """The evaluation protocol and test-time augmentation.
+    """The evaluation protocol; each task adds its fields (crop, ranges, test-time augmentation).
 
     Attributes:
-        crop: ``nyu`` (Eigen crop), ``kitti_garg``, ``kitti_eigen`` or ``none``.
-        min_depth, max_depth: valid ground truth is ``min_depth < gt < max_depth``.
-        flip: average with the horizontally flipped prediction.
-        windows: square sliding windows across the long side (official: 2 at 480x640); None: the whole image.
+        batch_size: crops per model call in test-time augmentation.
         max_samples: evaluate only the first N samples (quick checks), None for all.
     """
 
-    crop: Literal["nyu", "kitti_garg", "kitti_eigen", "none"] = "nyu"
-    min_depth: float = 1e-3
-    max_depth: float = 10.0
-    flip: bool = True
-    windows: int | None = 2
     batch_size: int = 4
     max_samples: int | None = None
 
     def __post_init__(self) -> None:
-        check_range("eval.min_depth", self.min_depth, low=0)
-        check_range("eval.max_depth", self.max_depth, low=self.min_depth, low_open=True)
-        check_range("eval.windows", self.windows, low=1, high=MAX_WINDOWS, optional=True)
         check_range("eval.batch_size", self.batch_size, low=1)
         check_range("eval.max_samples", self.max_samples, low=1, optional=True)
 
 
 @dataclass(frozen=True)
 class RunConfig:
+    """A whole run; ``model``, ``augment`` and ``eval`` hold the task's own subclasses (:func:`run_config_class`)."""
+
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+_RUN_CLASSES: dict[str, type[RunConfig]] = {}
+
+
+def run_config_class(task: str) -> type[RunConfig]:
+    """The :class:`RunConfig` subclass whose ``model`` / ``augment`` / ``eval`` are ``task``'s config classes."""
+    if task not in _RUN_CLASSES:
+        from vpd.tasks import task_class
+
+        cls = task_class(task)
+        _RUN_CLASSES[task] = dataclasses.make_dataclass(
+            f"{cls.__name__.removesuffix('Task')}RunConfig",
+            [
+                ("model", cls.model_config, field(default_factory=cls.model_config)),
+                ("augment", cls.augment_config, field(default_factory=cls.augment_config)),
+                ("eval", cls.eval_config, field(default_factory=cls.eval_config)),
+            ],
+            bases=(RunConfig,),
+            frozen=True,
+        )
+    return _RUN_CLASSES[task]
 
 
 def packaged_recipes() -> list[str]:
@@ -204,6 +247,32 @@ def recipe_path(name: str | Path) -> Path:
     raise ConfigError(f"config {name}: no such file, nor a packaged recipe ({', '.join(packaged_recipes())})")
 
 
+def _recipe_task(path: Path | None, overrides: Sequence[str]) -> str:
+    """``model.task`` as the overrides (last one wins), else the recipe file, else the default, say."""
+    for text in reversed(overrides):
+        keys, value = parse_override(text)
+        if keys == ["model", "task"]:
+            return str(value)
+        if keys == ["model"] and isinstance(value, Mapping) and "task" in value:
+            return str(value["task"])
+    if path is not None and path.is_file():
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError:
+            loaded = {}  # load_config reports the file's own error
+        model = loaded.get("model") if isinstance(loaded, Mapping) else None
+        if isinstance(model, Mapping) and "task" in model:
+            return str(model["task"])
+    return ModelConfig.task
+
+
 def load_run_config(recipe: str | Path | None, overrides: Sequence[str] = ()) -> RunConfig:
-    """Typed defaults, then the recipe (path or packaged name), then ``key=value`` overrides."""
-    return load_config(RunConfig, recipe_path(recipe) if recipe is not None else None, overrides)
+    """The task's defaults (its official recipe), then the recipe (path or packaged name), then ``key=value``
+    overrides, parsed against the schema of the task that ``model.task`` names."""
+    from vpd.tasks import task_class
+
+    path = recipe_path(recipe) if recipe is not None else None
+    task = task_class(_recipe_task(path, overrides))
+    cls = run_config_class(task.name)
+    base = merge(cls, to_dict(cls()), task.defaults)
+    return task().resolve(load_config(cls, path, overrides, base=base))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 
 def vpd_depth_lr(step: int, iters_per_epoch: int, epochs: int, max_lr: float, min_lr: float) -> float:
@@ -49,15 +50,18 @@ def poly_lr(
     step: int,
     total: int,
     base_lr: float,
-    warmup_iters: int = 0,
-    warmup_ratio: float = 1e-6,
     power: float = 1.0,
     min_lr: float = 0.0,
+    warmup_iters: int = 0,
+    warmup_ratio: float = 1e-6,
 ) -> float:
-    """Linear warm-up from ``warmup_ratio * base`` then polynomial decay ``(1 - step/total) ** power`` to ``min_lr``."""
+    """mmcv's ``PolyLrUpdaterHook`` at 0-based iteration ``step``: ``(base - min) * (1 - step/total) ** power + min``;
+    during a linear warm-up (``step < warmup_iters``) that already-decayed value is scaled by
+    ``1 - (1 - step / warmup_iters) * (1 - warmup_ratio)``, as mmcv does (so the warm-up ends below ``base_lr``)."""
+    regular = (base_lr - min_lr) * max(0.0, 1 - step / total) ** power + min_lr
     if step < warmup_iters:
-        return base_lr * (warmup_ratio + (1 - warmup_ratio) * step / warmup_iters)
-    return (base_lr - min_lr) * max(0.0, 1 - step / total) ** power + min_lr
+        return regular * (1 - (1 - step / warmup_iters) * (1 - warmup_ratio))
+    return regular
 
 
 def cosine_lr(step: int, total: int, base_lr: float, warmup_iters: int = 0, min_lr: float = 0.0) -> float:
@@ -66,3 +70,28 @@ def cosine_lr(step: int, total: int, base_lr: float, warmup_iters: int = 0, min_
         return base_lr * (step + 1) / warmup_iters
     progress = min(1.0, (step - warmup_iters) / max(1, total - warmup_iters))
     return min_lr + 0.5 * (base_lr - min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def group_lr(optim: Any, step: int, total: int, iters_per_epoch: int, epochs: int, lr_scale: float = 1.0) -> float:
+    """The learning rate of a parameter group with multiplier ``lr_scale`` at 0-based step ``step``.
+
+    ``poly`` follows mmcv: each group runs the formula from its own initial rate ``lr * lr_scale`` (bit-exact with
+    mmcv's per-group values). The depth schedules scale the base schedule: ``lr_scale * f(lr)``.
+
+    Args:
+        optim: an ``OptimConfig``.
+        total: steps of the run; iters_per_epoch, epochs: for the official depth schedule.
+    """
+    o = optim
+    if o.schedule == "poly":
+        warmup = o.warmup_steps if o.warmup == "linear" else 0
+        return poly_lr(step, total, o.lr * lr_scale, o.poly_power, o.min_lr, warmup, o.warmup_ratio)
+    if o.schedule == "vpd":
+        base = vpd_depth_lr(step + 1, iters_per_epoch, epochs, o.lr, o.min_lr)  # the official loop counts from 1
+    elif o.schedule == "mmseg":
+        base = mmseg_depth_lr(step, o.lr, o.warmup_steps or 12000, o.poly_end_step)
+    elif o.schedule == "cosine":
+        base = cosine_lr(step, total, o.lr, o.warmup_steps, o.min_lr)
+    else:
+        base = o.lr
+    return base * lr_scale

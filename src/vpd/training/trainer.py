@@ -93,10 +93,8 @@ class Trainer:
 
         model = model if model is not None else self.task.build_model(config, self.train_set.class_names)
         if train.gradient_checkpointing:
-            model.backbone.enable_gradient_checkpointing()  # type: ignore[operator, union-attr]
-        groups = param_groups(
-            model, config.optim.weight_decay, lr_scale=config.optim.unet_lr_scale, no_decay=config.optim.no_decay
-        )
+            model.enable_gradient_checkpointing()  # type: ignore[operator]
+        groups = param_groups(model, config.optim.weight_decay, config.optim.param_rules, config.optim.no_decay)
         optimizer = build_adamw(groups, config.optim.lr, tuple(config.optim.betas))  # type: ignore[arg-type]
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
 
@@ -107,22 +105,11 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ schedule
-    def lr_at(self, step: int) -> float:
-        """The base learning rate of the ``step``-th optimiser step (0-based)."""
-        o = self.config.optim
-        if o.schedule == "vpd":
-            epochs = self.config.train.epochs
-            per_epoch = (
-                self.steps_per_epoch if self.config.train.max_steps is None else max(1, self.total_steps // epochs)
-            )
-            return schedules.vpd_depth_lr(step + 1, per_epoch, epochs, o.lr, o.min_lr)  # official counts from 1
-        if o.schedule == "mmseg":
-            return schedules.mmseg_depth_lr(step, o.lr, o.warmup_steps or 12000, o.poly_end_step)
-        if o.schedule == "poly":
-            return schedules.poly_lr(step, self.total_steps, o.lr, o.warmup_steps, power=0.9, min_lr=o.min_lr)
-        if o.schedule == "cosine":
-            return schedules.cosine_lr(step, self.total_steps, o.lr, o.warmup_steps, o.min_lr)
-        return o.lr
+    def lr_at(self, step: int, lr_scale: float = 1.0) -> float:
+        """The learning rate of a group with multiplier ``lr_scale`` at the ``step``-th optimiser step (0-based)."""
+        epochs = self.config.train.epochs
+        per_epoch = self.steps_per_epoch if self.config.train.max_steps is None else max(1, self.total_steps // epochs)
+        return schedules.group_lr(self.config.optim, step, self.total_steps, per_epoch, epochs, lr_scale)
 
     # ------------------------------------------------------------------ data
     def _train_loader(self) -> DataLoader:
@@ -180,8 +167,7 @@ class Trainer:
         running: list[torch.Tensor] = []
         last_loss = float("nan")
         while self.step < self.total_steps:
-            lr = self.lr_at(self.step)
-            set_lr(self.optimizer, lr)
+            lr = set_lr(self.optimizer, lambda scale: self.lr_at(self.step, scale))
             for _ in range(train.grad_accum):
                 batch = to_device(next(data), acc.device)
                 with acc.accumulate(self.model):

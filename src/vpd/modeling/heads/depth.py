@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vpd.data.nyuv2 import NYU_MAX_DEPTH
+
 
 class VPDDepthHead(nn.Module):
     """Fuses the four backbone features and decodes metric depth.
@@ -32,7 +34,7 @@ class VPDDepthHead(nn.Module):
         fused_channels: int = 1536,
         deconv_channels: Sequence[int] = (32, 32, 32),
         head_channels: int = 192,
-        max_depth: float = 10.0,
+        max_depth: float = NYU_MAX_DEPTH,
     ) -> None:
         super().__init__()
         c8, c16, c32, c64 = in_channels

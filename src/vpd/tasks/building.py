@@ -1,0 +1,93 @@
+"""Building a task's VPD model from the run config: the same steps for every VPD task.
+
+The recipe's ``model`` section holds the generic fields (``vpd.training.config.ModelConfig``) and the task's
+architecture fields; a null field keeps the architecture's own default, so each constant lives in the model's config
+class. ``model.init`` starts from a saved model instead: the recipe's fields that can change on trained weights
+(``timestep``, ``scale_latents``, a task's output range) are applied, the others must agree with the saved model or
+are refused by name -- never silently dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import torch
+
+from vpd.configuration import ConfigError
+from vpd.modeling.hub import load_state_dict_strict
+from vpd.training.config import ModelConfig, RunConfig
+
+C = TypeVar("C")
+
+_GENERIC = {f.name for f in dataclasses.fields(ModelConfig)}
+_BACKBONE_FIELDS = ("timestep", "scale_latents")
+
+
+def recipe_fields(spec: ModelConfig) -> dict[str, Any]:
+    """The task's architecture fields that the recipe set (not null)."""
+    return {
+        f.name: getattr(spec, f.name)
+        for f in dataclasses.fields(spec)
+        if f.name not in _GENERIC and getattr(spec, f.name) is not None
+    }
+
+
+def apply_recipe(config: C, spec: ModelConfig, class_names: tuple[str, ...] | None = None) -> C:
+    """``config`` (a model config with a ``backbone``) with the recipe's fields and backbone numerics applied."""
+    backbone: Any = config.backbone  # type: ignore[attr-defined]
+    numerics = {name: getattr(spec, name) for name in _BACKBONE_FIELDS if getattr(spec, name) is not None}
+    if class_names is not None:
+        numerics["class_names"] = tuple(class_names)
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in recipe_fields(spec).items()}
+    return dataclasses.replace(config, backbone=dataclasses.replace(backbone, **numerics), **values)  # type: ignore[type-var]
+
+
+def from_init(spec: ModelConfig, load: Callable[[str], Any], mutable: tuple[str, ...] = ()) -> Any:
+    """The model saved at ``spec.init`` with the recipe's applicable fields applied.
+
+    Args:
+        spec: the recipe's model section.
+        load: ``source -> model`` (the task's ``load_model``).
+        mutable: task fields that may change on trained weights (the backbone numerics always may).
+
+    Raises:
+        ConfigError: a recipe field that contradicts the saved model and cannot change without retraining.
+    """
+    assert spec.init is not None
+    model = load(spec.init)
+    saved = model.config
+    changes: dict[str, Any] = {}
+    for name, value in recipe_fields(spec).items():
+        value = tuple(value) if isinstance(value, list) else value
+        current = getattr(saved, name)
+        if value == current:
+            continue
+        if name not in mutable:
+            raise ConfigError(
+                f"model.{name}={value!r} contradicts model.init {spec.init} ({name} = {current!r}); remove it from "
+                "the recipe, or train from Stable Diffusion (model.init=null)"
+            )
+        changes[name] = value
+    if spec.class_names is not None and tuple(spec.class_names) != tuple(saved.backbone.class_names):
+        raise ConfigError(
+            f"model.class_names contradicts model.init {spec.init}, whose class embeddings are for "
+            f"{len(saved.backbone.class_names)} other classes; remove model.class_names"
+        )
+    numerics = {n: getattr(spec, n) for n in _BACKBONE_FIELDS if getattr(spec, n) is not None}
+    if not changes and all(getattr(saved.backbone, n) == v for n, v in numerics.items()):
+        return model
+    config = dataclasses.replace(saved, backbone=dataclasses.replace(saved.backbone, **numerics), **changes)
+    with torch.device("meta"):
+        rebuilt = type(model)(config)
+    load_state_dict_strict(rebuilt, model.state_dict(), source=str(spec.init), assign=True)
+    return rebuilt.eval()
+
+
+def class_names_for(config: RunConfig, dataset_names: tuple[str, ...], what: str) -> tuple[str, ...]:
+    """``model.class_names`` if set, else the training data's; ConfigError when there are none."""
+    names = tuple(config.model.class_names) if config.model.class_names else tuple(dataset_names)
+    if not names:
+        raise ConfigError(f"model.class_names: the training data has no {what}; name at least one")
+    return names
