@@ -1,5 +1,5 @@
-"""Tests of the procedural RGB-D scene generator (``vpd.data.synthetic``): determinism, ground-truth geometry and
-the dataset wrapper."""
+"""Tests of the procedural RGB-D scene generator (``vpd.data.synthetic``): determinism, ground-truth geometry,
+object categories and instances, and the dataset wrapper."""
 
 from __future__ import annotations
 
@@ -7,16 +7,25 @@ import numpy as np
 import pytest
 import torch
 
-from vpd.data.base import Sample
+from vpd.data.base import IGNORE_INDEX, Sample
+from vpd.data.classes import ADE20K_CLASSES
 from vpd.data.synthetic import (
+    DECOR_CATEGORIES,
+    FURNITURE_CATEGORIES,
     SCENE_CLASSES,
     SEMANTIC_CLASSES,
+    SEMANTIC_TO_ADE20K,
     SyntheticDataset,
     SyntheticScene,
     render_scene,
+    to_ade20k,
 )
 
 FLOOR, CEILING, WALL = (SEMANTIC_CLASSES.index(n) for n in ("floor", "ceiling", "wall"))
+# What is painted on the room's surfaces rather than built of primitives.
+ROOM_SURFACES = tuple(
+    SEMANTIC_CLASSES.index(n) for n in ("floor", "ceiling", "wall", "light", *DECOR_CATEGORIES.values())
+)
 
 
 def _rays(scene: SyntheticScene) -> np.ndarray:
@@ -41,7 +50,7 @@ def _fit_plane(points: np.ndarray) -> tuple[np.ndarray, float]:
 
 def test_deterministic_and_seed_dependent() -> None:
     a, b = render_scene(7, 48, 64), render_scene(7, 48, 64)
-    for name in ("image", "depth", "normals", "semantic", "intrinsics"):
+    for name in ("image", "depth", "normals", "semantic", "instance", "intrinsics"):
         assert getattr(a, name).tobytes() == getattr(b, name).tobytes(), name
     assert a.scene_class == b.scene_class
     c = render_scene(8, 48, 64)
@@ -56,6 +65,7 @@ def test_shapes_dtypes_and_ranges(seed: int, height: int, width: int) -> None:
     assert s.depth.shape == (height, width) and s.depth.dtype == np.float32
     assert s.normals.shape == (height, width, 3) and s.normals.dtype == np.float32
     assert s.semantic.shape == (height, width) and s.semantic.dtype == np.uint8
+    assert s.instance.shape == (height, width) and s.instance.dtype == np.int32
     assert s.intrinsics.shape == (3, 3) and s.intrinsics.dtype == np.float32
     assert 0 <= s.scene_class < len(SCENE_CLASSES)
     assert np.isfinite(s.depth).all() and (s.depth > 0).all()
@@ -157,7 +167,7 @@ def test_normals_consistent_with_depth(seed: int) -> None:
         assert (err < 1e-4 * d[same]).mean() > 0.99
     assert checked > 0.8 * 2 * d.size
     # Primitives are in view and their normals vary (curved or differently oriented faces).
-    objects = s.semantic >= SEMANTIC_CLASSES.index("box")
+    objects = ~np.isin(s.semantic, ROOM_SURFACES)
     assert objects.any()
 
 
@@ -255,6 +265,7 @@ def test_dataset_items_are_tensors() -> None:
     assert item["depth"].shape == (1, 32, 48) and item["depth"].dtype == torch.float32
     assert item["normals"].shape == (3, 32, 48) and item["normals"].dtype == torch.float32
     assert item["semantic"].shape == (32, 48) and item["semantic"].dtype == torch.int64  # labels batch as int64
+    assert item["instance"].shape == (32, 48) and item["instance"].dtype == torch.int64
     assert item["class_id"].dtype == torch.long and 0 <= int(item["class_id"]) < len(SCENE_CLASSES)
     assert item["name"] == "synthetic_4_00001"
 
@@ -263,6 +274,8 @@ def test_dataset_items_are_tensors() -> None:
     np.testing.assert_array_equal(item["depth"][0].numpy(), scene.depth)
     np.testing.assert_array_equal(item["image"].permute(1, 2, 0).mul(255).round().byte().numpy(), scene.image)
     np.testing.assert_array_equal(item["normals"].permute(1, 2, 0).numpy(), scene.normals)
+    np.testing.assert_array_equal(item["semantic"].numpy(), scene.semantic)
+    np.testing.assert_array_equal(item["instance"].numpy(), scene.instance)
     # The trainer's sampler indexes epoch * len + i: later epochs see the same (unaugmented) scene.
     np.testing.assert_array_equal(ds[1 + 2 * len(ds)]["depth"].numpy(), item["depth"].numpy())
     with pytest.raises(IndexError):
@@ -303,3 +316,115 @@ def test_train_and_val_seeds_give_different_scenes() -> None:
     # Scenes within one set differ too, and the set covers several room types.
     assert len({d.tobytes() for d in train_depths if d is not None}) == 6
     assert len({train.load(i).class_id for i in range(6)}) >= 2
+
+
+def test_semantic_classes_are_ade20k_names() -> None:
+    assert len(set(SEMANTIC_CLASSES)) == len(SEMANTIC_CLASSES)
+    assert all(name in ADE20K_CLASSES for name in SEMANTIC_CLASSES)
+    assert list(SEMANTIC_TO_ADE20K) == sorted(SEMANTIC_TO_ADE20K)  # in ADE20K order
+    assert all(ADE20K_CLASSES[i] == name for i, name in zip(SEMANTIC_TO_ADE20K, SEMANTIC_CLASSES))
+    assert "bed " in SEMANTIC_CLASSES and "bed" not in SEMANTIC_CLASSES  # mmseg's spelling
+    assert set(FURNITURE_CATEGORIES.values()) | set(DECOR_CATEGORIES.values()) <= set(SEMANTIC_CLASSES)
+    assert FURNITURE_CATEGORIES["table"] == FURNITURE_CATEGORIES["round_table"] == "table"
+    # to_ade20k: labels to ADE20K class ids, ignore kept, anything else refused.
+    labels = np.array([[WALL, FLOOR], [SEMANTIC_CLASSES.index("bed "), IGNORE_INDEX]], dtype=np.uint8)
+    ade = to_ade20k(labels)
+    assert ade.dtype == np.uint8 and ade.shape == labels.shape
+    assert ade.tolist() == [[ADE20K_CLASSES.index("wall"), ADE20K_CLASSES.index("floor")], [7, IGNORE_INDEX]]
+    with pytest.raises(ValueError):
+        to_ade20k(np.array([len(SEMANTIC_CLASSES)]))
+
+
+def _count(s: SyntheticScene, name: str) -> int:
+    return int((s.semantic == SEMANTIC_CLASSES.index(name)).sum())
+
+
+def test_categories_follow_the_room_type() -> None:
+    seeds = range(8)
+    bedrooms = [render_scene(seed, 48, 64, scene_class=SCENE_CLASSES.index("bedroom")) for seed in seeds]
+    bathrooms = [render_scene(seed, 48, 64, scene_class=SCENE_CLASSES.index("bathroom")) for seed in seeds]
+    kitchens = [render_scene(seed, 48, 64, scene_class=SCENE_CLASSES.index("kitchen")) for seed in seeds]
+    assert sum(_count(s, "bed ") > 20 for s in bedrooms) >= 6
+    assert sum(_count(s, "toilet") + _count(s, "bathtub") > 20 for s in bathrooms) >= 6
+    assert sum(_count(s, "counter") + _count(s, "refrigerator") > 20 for s in kitchens) >= 6
+    for s in bedrooms:
+        assert _count(s, "toilet") == _count(s, "bathtub") == _count(s, "refrigerator") == 0
+    for s in bathrooms:
+        assert _count(s, "bed ") == _count(s, "sofa") == _count(s, "refrigerator") == 0
+    for s in bedrooms + bathrooms + kitchens:
+        assert s.semantic.max() < len(SEMANTIC_CLASSES)  # every pixel shows an object: no 255 either
+
+
+@pytest.mark.parametrize("seed", [0, 3, 21])
+def test_floor_label_matches_floor_geometry(seed: int) -> None:
+    s = render_scene(seed, 72, 96)
+    floor = s.semantic == FLOOR
+    assert floor.sum() > 200
+    assert (s.instance[floor] == 1).all() and (s.semantic[s.instance == 1] == FLOOR).all()
+    up = s.normals[floor][0].astype(np.float64)
+    assert np.degrees(np.arccos(-up[1] / np.linalg.norm(up))) < 25  # the floor's normal points up (camera -y)
+    # Conversely, every pixel on the floor plane (height 0, facing up) is labelled floor.
+    pts = _points(s)
+    height = -(pts @ up) - (-(pts[floor] @ up)).mean()
+    on_floor = (np.abs(height) < 1e-3) & (np.abs(s.normals.astype(np.float64) @ up - 1.0) < 1e-4)
+    np.testing.assert_array_equal(on_floor, floor)
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13, 14])
+def test_instances(seed: int) -> None:
+    small, large = render_scene(seed, 60, 80), render_scene(seed, 120, 160)
+    for s in (small, large):
+        ids = sorted(s.instance_categories)
+        assert ids == list(range(1, len(ids) + 1))  # numbered 1..N, the room surfaces first
+        assert [s.instance_categories[i] for i in range(1, 7)] == [FLOOR, CEILING, WALL, WALL, WALL, WALL]
+        assert s.instance.min() >= 1 and set(np.unique(s.instance).tolist()) <= set(ids)
+        # Every pixel of an instance has the instance's category.
+        lut = np.zeros(len(ids) + 1, dtype=np.uint8)
+        lut[ids] = [s.instance_categories[i] for i in ids]
+        np.testing.assert_array_equal(s.semantic, lut[s.instance])
+        # Furniture is in view.
+        assert (s.instance > 6).any()
+    # One seed numbers its objects the same at every resolution: the same objects, the same ids, and what one
+    # resolution shows (beyond a sliver of pixels) the other shows too.
+    assert small.instance_categories == large.instance_categories
+    ids_small, n_small = np.unique(small.instance, return_counts=True)
+    ids_large, n_large = np.unique(large.instance, return_counts=True)
+    assert set(ids_small[n_small >= 3].tolist()) <= set(ids_large.tolist())
+    assert set(ids_large[n_large >= 12].tolist()) <= set(ids_small.tolist())
+    same = (large.instance[::2, ::2] == small.instance) | (large.instance[1::2, 1::2] == small.instance)
+    assert same.mean() > 0.93
+
+
+def test_furniture_labels_come_from_their_template() -> None:
+    """A table built of boxes is a "table"; what stands on a piece of furniture is an object of its own."""
+    from vpd.data.synthetic.furniture import _TEMPLATES
+    from vpd.data.synthetic.layout import _make_scene
+    from vpd.data.synthetic.primitives import _BOX
+
+    assert set(_TEMPLATES) == set(FURNITURE_CATEGORIES)
+    for template in _TEMPLATES.values():
+        for seed in range(5):
+            f = template(np.random.default_rng(seed))
+            assert len(f.owner) == len(f.parts)
+            assert set(f.owner) == set(range(len(f.items) + 1))  # every object has parts
+            assert all(category in SEMANTIC_CLASSES for category in f.items)
+    table = SEMANTIC_CLASSES.index("table")
+    kinds = set()
+    for seed in range(40):
+        spec = _make_scene(np.random.default_rng(seed), SCENE_CLASSES.index("kitchen"))
+        kinds |= {p.kind for p in spec.prims if spec.categories[p.instance] == table}
+        assert all(p.instance > 6 for p in spec.prims)
+    assert _BOX in kinds  # the rectangular tables' boxes
+
+
+def test_dataset_semantic_classes_and_instance_targets() -> None:
+    ds = SyntheticDataset(2, height=24, width=32, seed=3)
+    assert ds.semantic_class_names == SEMANTIC_CLASSES and ds.class_names == SCENE_CLASSES
+    sample = ds.load(0)
+    scene = ds.scene(0)
+    assert set(sample.targets) == {"depth", "normals", "semantic", "instance"}
+    assert sample.targets["instance"].dtype == np.int32
+    np.testing.assert_array_equal(sample.targets["instance"], scene.instance)
+    assert sample.meta["instance_categories"] == scene.instance_categories
+    sample.targets["instance"][:] = 0  # a copy: the cache is untouched
+    assert ds.scene(0).instance.min() >= 1
