@@ -11,6 +11,7 @@ from vpd.data.base import PerceptionDataset, Transform
 
 
 def _kinds() -> dict[str, Callable[..., PerceptionDataset]]:
+    from vpd.data.ade20k import ADE20K, SegmentationFolder
     from vpd.data.folder import ImageFolderDepth
     from vpd.data.kitti import KITTIEigen
     from vpd.data.nyuv2 import NYUv2Labeled, NYUv2Sync
@@ -22,6 +23,8 @@ def _kinds() -> dict[str, Callable[..., PerceptionDataset]]:
         "kitti_eigen": KITTIEigen,
         "folder": ImageFolderDepth,
         "synthetic": SyntheticDataset,
+        "ade20k": ADE20K,
+        "segmentation_folder": SegmentationFolder,
     }
 
 
