@@ -9,9 +9,16 @@ import pytest
 import torch
 from PIL import Image
 
+from vpd.inference.grids import square_grid
 from vpd.inference.predictor import DepthPrediction, DepthPredictor
-from vpd.inference.tta import predict_depth_tta
+from vpd.inference.tta import predict_tta
 from vpd.modeling.depth import VPDDepth, build_vpd_depth, tiny_vpd_depth_config
+
+
+def windowed(forward, images, per_image=None, *, windows=None, **kwargs):
+    """Depth's TTA: the square-window grid of ``windows`` through the generic engine."""
+    return predict_tta(forward, images, per_image, grid=square_grid(windows), **kwargs)
+
 
 
 def _lively_tiny_model() -> VPDDepth:
@@ -159,7 +166,7 @@ def test_flip_and_windows_go_through_tta(predictor: DepthPredictor) -> None:
     out = predictor(image, flip=True, windows=2, scene="office", batch_size=3)
     tensor = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
     with torch.inference_mode():
-        expected = predict_depth_tta(
+        expected = windowed(
             lambda x, c: predictor.model(x, class_ids=c).depth,
             tensor,
             torch.tensor([predictor.class_names.index("office")]),

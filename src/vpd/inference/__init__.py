@@ -1,4 +1,4 @@
-"""Inference: the depth predictor, test-time augmentation and visualisation.
+"""Inference: predictors, test-time augmentation (window grids, flips, scales) and visualisation.
 
 ``DepthPredictor`` / ``DepthPrediction`` are imported on first use, so ``vpd.inference.tta`` and
 ``vpd.inference.visualize`` stay light (no diffusers import) for code that only needs them.
@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from vpd.inference.tta import predict_depth_tta, sliding_windows
+from vpd.inference.grids import crop_stride_windows, square_windows
+from vpd.inference.tta import multi_scale_tta, predict_tta
 from vpd.inference.visualize import COLORMAPS, colorize, colorize_depth, colorize_error, get_colormap, make_panel
 
 if TYPE_CHECKING:
@@ -21,10 +22,12 @@ __all__ = [
     "colorize",
     "colorize_depth",
     "colorize_error",
+    "crop_stride_windows",
     "get_colormap",
     "make_panel",
-    "predict_depth_tta",
-    "sliding_windows",
+    "multi_scale_tta",
+    "predict_tta",
+    "square_windows",
 ]
 
 

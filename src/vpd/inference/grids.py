@@ -17,8 +17,10 @@ bound the long and the short side of the resized image whatever its orientation.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
+
+from vpd.limits import MAX_WINDOWS
 
 __all__ = [
     "ADE_CROP",
@@ -248,3 +250,73 @@ def multi_scale_views(
         for flipped in (False, True) if flip else (False,):
             views.append(MultiScaleView(scale, flipped, resized, list(windows)))
     return views
+
+
+def square_windows(height: int, width: int, num_windows: int = 2) -> list[Box]:
+    """Square windows that cover an image along its longer side (the official VPD test-time scheme).
+
+    A landscape image gets ``num_windows`` windows of side ``height`` spread across the width: the first starts at
+    column 0, consecutive ones are ``(width - height) // (num_windows - 1)`` columns apart (the official interval) and
+    the last one is placed flush with the right edge (the same place when ``num_windows - 1`` divides
+    ``width - height``, e.g. 480x640 with 2 windows -> columns 0:480 and 160:640). A portrait image gets vertical
+    windows of side ``width`` in the same way; a square image (or ``num_windows=1``) is a single window, the whole
+    image. Windows that would repeat (more windows than distinct offsets) are returned once; when ``num_windows`` is
+    too small to cover a long image without a gap (e.g. 2 windows on a 480x1200 image), windows are added until
+    every pixel is covered.
+
+    Args:
+        height: image height in pixels, >= 1.
+        width: image width in pixels, >= 1.
+        num_windows: windows along the longer side, >= 1.
+
+    Returns:
+        ``(top, left, h, w)`` per window, ordered by offset.
+
+    Raises:
+        ValueError: a size or ``num_windows`` below 1, ``num_windows`` above :data:`vpd.limits.MAX_WINDOWS`, or an
+            image so elongated that covering it needs more than that many windows.
+    """
+    if height < 1 or width < 1:
+        raise ValueError(f"square_windows: height and width must be >= 1, got {height}x{width}")
+    if not 1 <= num_windows <= MAX_WINDOWS:
+        raise ValueError(f"square_windows: num_windows must be from 1 to {MAX_WINDOWS}, got {num_windows}")
+    if num_windows == 1 or height == width:
+        return [(0, 0, height, width)]
+    side = min(height, width)
+    span = max(height, width) - side  # room the window slides over
+    # Too few windows for a long image would leave columns that no window covers (the official two windows do
+    # beyond a 1:2 aspect ratio), i.e. a 0/0 average there: add windows until consecutive ones touch. The last gap,
+    # span - (n - 2) * interval, is the largest one.
+    num_windows = min(num_windows, span + 1)  # more would only repeat offsets (or, with interval 0, leave gaps)
+    while span - (num_windows - 2) * (span // (num_windows - 1)) > side:
+        num_windows += 1
+        if num_windows > MAX_WINDOWS:
+            raise ValueError(
+                f"sliding windows: a {height}x{width} image needs more than {MAX_WINDOWS} square windows of side "
+                f"{side} to be covered; predict it without windows, or crop it first"
+            )
+    interval = span // (num_windows - 1)
+    offsets: list[int] = []
+    for i in range(num_windows):
+        # The official code uses i * interval throughout; pinning the last window to the edge only differs when the
+        # division has a remainder, where the official scheme would leave the last columns uncovered.
+        offset = span if i == num_windows - 1 else i * interval
+        if offset not in offsets:
+            offsets.append(offset)
+    if width > height:
+        return [(0, offset, side, side) for offset in offsets]
+    return [(offset, 0, side, side) for offset in offsets]
+
+
+def square_grid(num_windows: int | None) -> Callable[[int, int], list[Box]] | None:
+    """Depth's grid: :func:`square_windows` with ``num_windows`` (None or 1: the whole image, no grid)."""
+    if num_windows is None or num_windows == 1:
+        return None
+    return lambda height, width: square_windows(height, width, num_windows)
+
+
+def crop_stride_grid(
+    crop: tuple[int, int] = ADE_CROP, stride: tuple[int, int] = ADE_STRIDE
+) -> Callable[[int, int], list[Box]]:
+    """mmseg's slide grid: :func:`crop_stride_windows` with ``crop`` and ``stride``."""
+    return lambda height, width: crop_stride_windows(height, width, crop, stride)

@@ -8,7 +8,7 @@ Example:
 
 The predictor owns pre- and post-processing in one place: conversion to float RGB in [0, 1], the optional resize to
 ``processing_resolution`` and back, batching of equally sized images, and test-time augmentation
-(:func:`vpd.inference.tta.predict_depth_tta`). The model pads to a multiple of 64 itself.
+(:func:`vpd.inference.tta.predict_tta`). The model pads to a multiple of 64 itself.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from vpd.data.io import read_image
-from vpd.inference.tta import predict_depth_tta
+from vpd.inference.grids import square_grid
+from vpd.inference.tta import predict_tta
 from vpd.limits import MAX_MODEL_PIXELS, MAX_PROCESSING_RESOLUTION, MAX_WINDOWS
 from vpd.modeling.depth import VPDDepth
 
@@ -384,8 +385,8 @@ class DepthPredictor:
                     chunk = indices[start : start + batch_size]
                     batch = torch.stack([processed[i] for i in chunk]).to(device=device, dtype=dtype)
                     ids = None if class_id is None else torch.full((len(chunk),), class_id, dtype=torch.long)
-                    depth = predict_depth_tta(
-                        self._forward, batch, ids, flip=bool(flip), windows=windows, batch_size=batch_size
+                    depth = predict_tta(
+                        self._forward, batch, ids, grid=square_grid(windows), flip=bool(flip), batch_size=batch_size
                     ).float()
                     for k, i in enumerate(chunk):
                         single = depth[k : k + 1]

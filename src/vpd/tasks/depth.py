@@ -173,6 +173,9 @@ class DepthTask(Task):
         model = cast(DepthModelConfig, config.model)
         return dataclasses.replace(config, eval=dataclasses.replace(evaluation, max_depth=model.output_range))
 
+    def conversion_settings(self, config: RunConfig) -> dict[str, Any]:
+        return {**super().conversion_settings(config), "max_depth": cast(DepthModelConfig, config.model).output_range}
+
     def build_model(self, config: RunConfig, class_names: tuple[str, ...]) -> VPDDepth:
         from vpd.modeling.depth import VPDDepthConfig, build_vpd_depth, tiny_vpd_depth_config
 
@@ -211,18 +214,19 @@ class DepthTask(Task):
         return loss, {"silog": float(loss.detach())}
 
     def predict(self, model: torch.nn.Module, batch: dict[str, Any], config: EvalConfig) -> torch.Tensor:
-        from vpd.inference.tta import predict_depth_tta
+        from vpd.inference.grids import square_grid
+        from vpd.inference.tta import predict_tta
 
         def forward(images: torch.Tensor, class_ids: torch.Tensor | None) -> torch.Tensor:
             return model(images, class_ids).depth
 
         settings = cast(DepthEvalConfig, config)
-        return predict_depth_tta(
+        return predict_tta(
             forward,
             batch["image"],
             batch.get("class_id"),
+            grid=square_grid(settings.windows),
             flip=settings.flip,
-            windows=settings.windows,
             batch_size=settings.batch_size,
         )
 
