@@ -308,7 +308,7 @@ CASES = [
     Case("convert-nan-weights", official_with(lambda s: s.__setitem__(first_conv(s), s[first_conv(s)] * float("nan"))),
          2, r"bad\.pth: 1 tensors hold NaN or infinite values"),
     Case("convert-not-vpd", checkpoint_file(lambda p, w: torch.save({"model": {"x.weight": torch.zeros(2)}}, p)), 2,
-         r"bad\.pth: not a VPD depth checkpoint"),
+         r"bad\.pth: not a checkpoint layout vpd knows \(known: vpd-depth"),
     Case("convert-missing-file", lambda w: convert(w, w.root / "nope.pth"), 2, r"nope\.pth: no such checkpoint file"),
     Case("convert-truncated-safetensors", lambda w: convert(w, truncated_safetensors(w)), 2,
          r"c\.safetensors: incomplete or corrupt"),

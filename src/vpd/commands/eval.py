@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vpd.commands.train import add_config_arguments
 
@@ -33,25 +32,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def load_any_model(source: str, config: RunConfig):
+def load_any_model(source: str, config: RunConfig) -> Any:
     """A vpd folder / hub id, or a released checkpoint file converted on the fly with the recipe's settings (what the
-    weights do not hold: max_depth, the class names)."""
+    weights do not hold: the depth range, the class names)."""
     from vpd.modeling.stable_diffusion import is_single_file
     from vpd.tasks import get_task
 
+    task = get_task(config.model.task)
     if is_single_file(source):
-        from vpd.convert.vpd_depth import convert_vpd_depth
-        from vpd.modeling.depth import VPDDepthConfig
+        from vpd.convert.registry import convert_checkpoint
 
-        base = VPDDepthConfig()
-        names = config.model.class_names or base.backbone.class_names
-        base = dataclasses.replace(
-            base,
-            backbone=dataclasses.replace(base.backbone, class_names=tuple(names)),
-            max_depth=config.model.output_range,  # type: ignore[attr-defined]
-        )
-        return convert_vpd_depth(source, base_config=base)
-    return get_task(config.model.task).load_model(source)
+        return convert_checkpoint(source, task=task.name, **task.conversion_settings(config))
+    return task.load_model(source)
 
 
 def format_table(metrics: dict[str, float]) -> str:

@@ -24,9 +24,7 @@ from typing import Any, Literal
 import torch
 
 from vpd.convert.backbone import MMSEG_VPD, VPD_DEPTH, check_all_used, convert_backbone, take
-from vpd.convert.checkpoint_io import extract_state_dict, load_checkpoint
 from vpd.modeling.depth import VPDDepth, VPDDepthConfig
-from vpd.modeling.hub import load_state_dict_strict
 
 Layout = Literal["vpd", "mmseg"]
 
@@ -128,15 +126,16 @@ def convert_vpd_depth(
         layout, base_config, num_heads: see :func:`convert_depth_state_dict`.
         allow_globals: see :func:`vpd.convert.checkpoint_io.load_checkpoint`.
     """
-    raw = checkpoint if isinstance(checkpoint, Mapping) else load_checkpoint(checkpoint, allow_globals)
-    source = checkpoint if not isinstance(checkpoint, Mapping) else "checkpoint"
-    try:
-        config, state = convert_depth_state_dict(
-            extract_state_dict(raw), layout, base_config=base_config, num_heads=num_heads
-        )
-    except (ValueError, KeyError) as err:
-        raise ValueError(f"{source}: {str(err).strip(chr(39))}") from None
-    with torch.device("meta"):
-        model = VPDDepth(config)
-    load_state_dict_strict(model, state, source=str(source), assign=True)
-    return model.eval()
+    from vpd.convert.registry import convert_checkpoint
+
+    base = base_config or VPDDepthConfig()
+    model = convert_checkpoint(
+        checkpoint,
+        {"vpd": "vpd-depth", "mmseg": "mmseg-vpd-depth", None: None}[layout],
+        allow_globals=allow_globals,
+        num_heads=num_heads,
+        max_depth=base.max_depth,
+        class_names=base.backbone.class_names,
+    )
+    assert isinstance(model, VPDDepth)
+    return model

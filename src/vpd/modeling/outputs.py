@@ -35,3 +35,24 @@ class DepthOutput:
     """
 
     depth: torch.Tensor
+
+
+@dataclass
+class SegmentationOutput:
+    """Per-pixel class scores.
+
+    Attributes:
+        logits: ``[B, num_classes, H, W]`` at the input's size.
+    """
+
+    logits: torch.Tensor
+
+    @property
+    def labels(self) -> torch.Tensor:
+        """``[B, H, W]`` int64: the most likely class per pixel."""
+        return self.logits.argmax(1)
+
+    @property
+    def probabilities(self) -> torch.Tensor:
+        """``[B, num_classes, H, W]`` softmax over classes."""
+        return self.logits.float().softmax(1)

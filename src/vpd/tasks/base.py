@@ -51,6 +51,10 @@ class Task(ABC):
         """Fills values a recipe may leave to other sections (depth: ``eval.max_depth`` from the model's range)."""
         return config
 
+    def conversion_settings(self, config: RunConfig) -> dict[str, Any]:
+        """What converting a released checkpoint for this recipe needs that the weights do not hold."""
+        return {"class_names": config.model.class_names}
+
     @abstractmethod
     def build_model(self, config: RunConfig, class_names: tuple[str, ...]) -> PretrainedModel:
         """The model to train (from ``config.model``), for a dataset with these classes."""
