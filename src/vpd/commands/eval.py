@@ -28,7 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "default: the recipe's model.init",
     )
     parser.add_argument("--output", default=None, help="results folder (default: <train.output_dir>/eval)")
-    parser.add_argument("--save-predictions", action="store_true", help="also write each prediction as 16-bit PNG")
+    parser.add_argument(
+        "--save-predictions",
+        action="store_true",
+        help="also write each prediction (depth: 16-bit PNG in vpd predict's units; labels: 8-bit PNG)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -58,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from accelerate import Accelerator
 
+    from vpd.configuration import to_dict
     from vpd.data.io import write_csv_atomic, write_json_atomic
     from vpd.data.registry import build_dataset
     from vpd.tasks import get_task
@@ -78,13 +83,9 @@ def run(args: argparse.Namespace) -> int:
 
     on_batch = None
     if args.save_predictions:
-        from vpd.data.io import depth_png_scale, write_depth_png
-
-        scale = depth_png_scale(float(model.config.max_depth))  # the same units as `vpd predict`
-
         def on_batch(batch: dict, prediction: torch.Tensor) -> None:
-            for name, depth in zip(batch["name"], prediction):
-                write_depth_png(output / "predictions" / f"{name}.png", depth[0].float().cpu().numpy(), scale)
+            for name, item in zip(batch["name"], prediction):
+                task.save_prediction(model, item, output / "predictions" / name)
 
     start = time.perf_counter()
     result = evaluate(
@@ -102,17 +103,32 @@ def run(args: argparse.Namespace) -> int:
         output.mkdir(parents=True, exist_ok=True)
         summary = {
             "model": str(source),
+            "task": task.name,
             "dataset": {"kind": config.data.val.kind, **config.data.val.args},
-            "protocol": {k: getattr(config.eval, k) for k in ("crop", "min_depth", "max_depth", "flip", "windows")},
+            "protocol": to_dict(config.eval),
             "samples": len(result.rows),
             "seconds": round(time.perf_counter() - start, 1),
             "metrics": result.metrics,
+            **result.tables,
         }
         write_json_atomic(output / "metrics.json", summary)
         written = ["metrics.json"]
-        if result.rows:
-            write_csv_atomic(output / "per_sample.csv", result.rows)
-            written.append("per_sample.csv")
+        for name, rows in (("per_sample", result.rows), *result.tables.items()):
+            if rows:
+                write_csv_atomic(output / f"{name}.csv", rows)
+                written.append(f"{name}.csv")
+        for rows in result.tables.values():
+            print(format_rows(rows))
         print(format_table(result.metrics))
         print(f"{len(result.rows)} samples in {summary['seconds']}s -> {output}/{', '.join(written)}")
     return 0
+
+
+def format_rows(rows: list[dict[str, Any]]) -> str:
+    """A plain-text table of dict rows (floats with 4 decimals, NaN as nan)."""
+    names = list(rows[0])
+    cells = [[f"{row[n]:.4f}" if isinstance(row[n], float) else str(row[n]) for n in names] for row in rows]
+    widths = [max(len(n), *(len(c[i]) for c in cells)) for i, n in enumerate(names)]
+    lines = ["  ".join(n.rjust(w) for n, w in zip(names, widths))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(cell, widths)) for cell in cells]
+    return "\n".join(lines)

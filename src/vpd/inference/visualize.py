@@ -321,3 +321,51 @@ def make_panel(
                 draw.text((x0 + 2, y0 + 2), text, fill=(255, 255, 255), font=font)
         canvas = np.asarray(picture).copy()
     return canvas
+
+
+def label_palette(num_classes: int) -> np.ndarray:
+    """uint8 ``[num_classes, 3]``: ADE20K's colours for the first 150 classes, then deterministic pseudo-random ones."""
+    from vpd.data.classes import ADE20K_PALETTE
+
+    base = np.asarray(ADE20K_PALETTE, dtype=np.uint8)
+    if num_classes <= len(base):
+        return base[:num_classes]
+    extra = np.random.default_rng(150).integers(0, 256, (num_classes - len(base), 3), dtype=np.uint8)
+    return np.concatenate([base, extra])
+
+
+def colorize_labels(labels: np.ndarray, palette: np.ndarray | None = None, ignore_index: int = 255) -> np.ndarray:
+    """Colours a label map (class ``i`` -> ``palette[i]``, ADE20K's colours by default); ignored pixels are black.
+
+    Args:
+        labels: ``[H, W]`` integer class ids (numpy or torch).
+        palette: uint8 ``[N, 3]``; default: :func:`label_palette` large enough for the largest id.
+        ignore_index: drawn black.
+
+    Returns:
+        uint8 ``[H, W, 3]`` RGB.
+
+    Raises:
+        ValueError: a label outside the palette (other than ``ignore_index``).
+    """
+    if hasattr(labels, "detach"):
+        labels = labels.detach().cpu().numpy()
+    array = np.asarray(labels)
+    if array.ndim != 2 or not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"colorize_labels: expected an integer [H, W] map, got {array.dtype} {array.shape}")
+    valid = array != ignore_index
+    high = int(array[valid].max()) if valid.any() else -1
+    lut = label_palette(high + 1) if palette is None else np.asarray(palette, dtype=np.uint8)
+    if high >= len(lut) or (valid.any() and int(array[valid].min()) < 0):
+        raise ValueError(f"colorize_labels: labels outside [0, {len(lut) - 1}] (and {ignore_index} = ignore)")
+    out = np.zeros((*array.shape, 3), dtype=np.uint8)
+    out[valid] = lut[array[valid]]
+    return out
+
+
+def overlay(image: np.ndarray, colors: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """``image`` and a same-sized colour map blended: ``(1 - alpha) * image + alpha * colors``, uint8."""
+    if image.shape != colors.shape:
+        raise ValueError(f"overlay: image {image.shape} and colours {colors.shape} differ in shape")
+    blended = (1.0 - alpha) * image.astype(np.float32) + alpha * colors.astype(np.float32)
+    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)

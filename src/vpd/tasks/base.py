@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 from vpd.training.config import AugmentConfig, EvalConfig, ModelConfig
 
 if TYPE_CHECKING:
-    from vpd.data.base import Transform
+    from vpd.data.base import PerceptionDataset, Transform
     from vpd.modeling.hub import PretrainedModel
     from vpd.training.config import RunConfig
 
@@ -24,6 +25,7 @@ class Metrics(Protocol):
     def gather(self) -> None: ...
     @property
     def rows(self) -> list[dict[str, Any]]: ...
+    def tables(self) -> dict[str, list[dict[str, Any]]]: ...
 
 
 class Task(ABC):
@@ -51,6 +53,10 @@ class Task(ABC):
         """Fills values a recipe may leave to other sections (depth: ``eval.max_depth`` from the model's range)."""
         return config
 
+    def dataset_classes(self, dataset: PerceptionDataset) -> tuple[str, ...]:
+        """The classes a model for ``dataset`` is built with (depth: its scene classes)."""
+        return tuple(dataset.class_names)
+
     def conversion_settings(self, config: RunConfig) -> dict[str, Any]:
         """What converting a released checkpoint for this recipe needs that the weights do not hold."""
         return {"class_names": config.model.class_names}
@@ -76,8 +82,12 @@ class Task(ABC):
         """Evaluation-time prediction (with the configured test-time augmentation)."""
 
     @abstractmethod
-    def metrics(self, config: EvalConfig) -> Metrics:
-        """A fresh accumulator implementing the task's evaluation protocol."""
+    def metrics(self, config: EvalConfig, class_names: tuple[str, ...] | None = None) -> Metrics:
+        """A fresh accumulator implementing the task's evaluation protocol (``class_names`` name table rows)."""
+
+    @abstractmethod
+    def save_prediction(self, model: torch.nn.Module, prediction: torch.Tensor, stem: Path) -> None:
+        """Writes one evaluation prediction (``[C, H, W]``) as ``stem`` + the task's suffix, atomically."""
 
     @abstractmethod
     def visualize(self, batch: dict[str, Any], prediction: torch.Tensor, index: int = 0) -> np.ndarray:

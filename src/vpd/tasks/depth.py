@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 import numpy as np
@@ -136,6 +137,9 @@ class DepthMetrics:
     def rows(self) -> list[dict[str, Any]]:
         return self.accumulator.rows
 
+    def tables(self) -> dict[str, list[dict[str, Any]]]:
+        return {}
+
 
 @register_task
 class DepthTask(Task):
@@ -230,8 +234,14 @@ class DepthTask(Task):
             batch_size=settings.batch_size,
         )
 
-    def metrics(self, config: EvalConfig) -> DepthMetrics:
+    def metrics(self, config: EvalConfig, class_names: tuple[str, ...] | None = None) -> DepthMetrics:
         return DepthMetrics(cast(DepthEvalConfig, config))
+
+    def save_prediction(self, model: torch.nn.Module, prediction: torch.Tensor, stem: Path) -> None:
+        from vpd.data.io import depth_png_scale, write_depth_png
+
+        scale = depth_png_scale(float(cast(Any, model).config.max_depth))  # the same units as `vpd predict`
+        write_depth_png(stem.with_name(stem.name + ".png"), prediction[0].float().cpu().numpy(), scale)
 
     def visualize(self, batch: dict[str, Any], prediction: torch.Tensor, index: int = 0) -> np.ndarray:
         from vpd.inference.visualize import colorize_depth, colorize_error, make_panel

@@ -18,11 +18,12 @@ from vpd.training.config import EvalConfig
 
 @dataclass
 class EvalResult:
-    """Dataset-level metrics, per-sample rows (for a CSV), and how long it took."""
+    """Dataset-level metrics, per-sample rows (for a CSV), further tables (per class), and how long it took."""
 
     metrics: dict[str, float]
     rows: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def to_device(batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
@@ -77,7 +78,7 @@ def evaluate(
         count = min(count, config.max_samples)
     subset = Subset(dataset, list(range(rank, count, world_size)))
     loader = DataLoader(subset, batch_size=1, num_workers=num_workers)
-    metrics = task.metrics(config)
+    metrics = task.metrics(config, class_names=getattr(model, "class_names", None))
     bar = tqdm(loader, desc="evaluating", disable=not progress or rank != 0, leave=False, dynamic_ncols=True)
     with eval_mode(model):
         for batch in bar:
@@ -89,4 +90,5 @@ def evaluate(
                 on_batch(batch, prediction)
     if world_size > 1:
         metrics.gather()
-    return EvalResult(metrics=metrics.compute(), rows=metrics.rows, seconds=time.perf_counter() - start)
+    values = metrics.compute()
+    return EvalResult(values, metrics.rows, time.perf_counter() - start, metrics.tables())
