@@ -206,7 +206,8 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from vpd.data.io import depth_png_scale, read_image, save_npy_atomic, write_depth_png, write_png_atomic
-    from vpd.inference.predictor import DepthPredictor, fitting_resolution, processed_size
+    from vpd.inference.base import fitting_resolution, processed_size
+    from vpd.inference.predictor import DepthPredictor
     from vpd.inference.visualize import colorize_depth
     from vpd.runtime import resolve_device
 

@@ -1,0 +1,305 @@
+"""The image processor every task's predictor shares: input checks and conversion (paths, PIL, numpy, torch),
+the optional resize to a processing resolution and back, grouping by size, batching, and the pixel budget.
+
+A task's predictor subclasses :class:`ImagePredictor`, names its model class, and implements
+``_predict_batch(images [n, 3, h, w], **options) -> [n, C, h, w]``; :meth:`ImagePredictor.run` does the rest and
+hands back one ``[C, H, W]`` float32 tensor per input image, at the input's size.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from collections.abc import Sequence
+from typing import Any, ClassVar, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from vpd.data.io import read_image
+from vpd.limits import MAX_MODEL_PIXELS, MAX_PROCESSING_RESOLUTION
+
+__all__ = ["ImageInput", "ImagePredictor", "fitting_resolution", "processed_size"]
+
+#: One image: a file path, a PIL image, a numpy array (uint8 or float in [0, 1]; ``[H, W]``, ``[H, W, 1|3|4]``) or a
+#: torch tensor (uint8 or float in [0, 1]; ``[H, W]`` or ``[1|3, H, W]``).
+ImageInput = Union[str, "os.PathLike[str]", Image.Image, np.ndarray, torch.Tensor]
+
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def describe(item: object) -> str:
+    if isinstance(item, (np.ndarray, torch.Tensor)):
+        return f"{type(item).__name__} of shape {tuple(item.shape)} and dtype {item.dtype}"
+    return type(item).__name__
+
+
+def is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+class ImagePredictor:
+    """Runs a vpd model on user images (base class of the task predictors).
+
+    Args:
+        model: the model. It is put in eval mode; its parameters decide where and in which precision the predictor
+            runs.
+        device: move the model there first (e.g. ``"cuda"``); default: leave it where it is.
+        dtype: cast the model's weights first (e.g. ``torch.bfloat16``); default: leave them. Outputs are float32.
+    """
+
+    #: how the output is resized back from the processing resolution (depth: antialiased when shrinking)
+    resize_antialias: ClassVar[bool] = True
+
+    @classmethod
+    def model_class(cls) -> Any:
+        """The model class this predictor runs (imported on first use)."""
+        raise NotImplementedError
+
+    def __init__(self, model: Any, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> None:
+        name = type(self).__name__
+        expected = self.model_class().__name__
+        if not isinstance(model, torch.nn.Module):
+            hint = f"; to load a saved model from a folder or hub id use {name}.from_pretrained({model!r})"
+            raise TypeError(
+                f"{name}(model): expected a {expected} model, got {describe(model)}"
+                + (hint if isinstance(model, (str, os.PathLike)) else "")
+            )
+        if not isinstance(model, self.model_class()):
+            raise TypeError(f"{name}(model): expected a {expected} model, got a {type(model).__name__}")
+        if device is not None or dtype is not None:
+            model = model.to(device=device, dtype=dtype)
+        self.model = model.eval()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        source: str | os.PathLike[str],
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Loads a model saved by ``save_pretrained`` (a folder or a hub repo id) and wraps it.
+
+        Args:
+            source: folder holding ``config.json`` + ``model.safetensors``, or a hub id ``"org/name"``.
+            device: where the weights are loaded.
+            dtype: cast the weights.
+            kwargs: passed to the model's ``from_pretrained`` (``revision``, ``local_files_only``).
+
+        Raises:
+            FileNotFoundError: no checkpoint at ``source``.
+            ValueError: the checkpoint is not this task's model, or does not fit its config.
+        """
+        return cls(cls.model_class().from_pretrained(source, device=device, dtype=dtype, **kwargs))
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the model's parameters."""
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Dtype of the model's parameters (the compute precision)."""
+        return next(self.model.parameters()).dtype
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.model.class_names)
+
+    # ----------------------------------------------------------------------------------------------------------
+    # input checking and conversion
+
+    @staticmethod
+    def as_list(images: Any) -> tuple[list[Any], bool]:
+        """``(items, is_batch)``: a list/tuple or a 4-D array/tensor is a batch, anything else one image."""
+        if isinstance(images, (list, tuple)):
+            return list(images), True
+        if isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4:
+            return list(images), True
+        return [images], False
+
+    def check_common(
+        self,
+        images: Any,
+        processing_resolution: int = 0,
+        batch_size: int = 1,
+        output_type: str = "np",
+        max_pixels: int | None = MAX_MODEL_PIXELS,
+    ) -> None:
+        """Validates the arguments every predictor takes (files are only opened later).
+
+        Raises:
+            ValueError: naming the offending argument and the expected form.
+        """
+        items, _ = self.as_list(images)
+        if not items:
+            raise ValueError("images: got an empty list; expected at least one image")
+        for i, item in enumerate(items):
+            self._check_image(item, f"images[{i}]" if len(items) > 1 or isinstance(images, (list, tuple)) else "images")
+        if not is_int(processing_resolution) or not 0 <= processing_resolution <= MAX_PROCESSING_RESOLUTION:
+            raise ValueError(
+                f"processing_resolution: expected an integer from 0 (native resolution) to "
+                f"{MAX_PROCESSING_RESOLUTION}, got {processing_resolution!r}"
+            )
+        if not is_int(batch_size) or batch_size < 1:
+            raise ValueError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
+        if output_type not in ("np", "pt"):
+            raise ValueError(f"output_type: expected 'np' (numpy) or 'pt' (torch), got {output_type!r}")
+        if max_pixels is not None and (not is_int(max_pixels) or max_pixels < 1):
+            raise ValueError(f"max_pixels: expected None (no limit) or an integer >= 1, got {max_pixels!r}")
+
+    @staticmethod
+    def _check_image(item: Any, name: str) -> None:
+        if isinstance(item, (str, os.PathLike)):
+            return  # read_image names a missing or unreadable file itself
+        if isinstance(item, Image.Image):
+            if item.mode in ("F", "I;32F"):
+                raise ValueError(f"{name}: floating-point PIL image (mode {item.mode}); expected 8- or 16-bit pixels")
+            return
+        if isinstance(item, np.ndarray):
+            ok_shape = item.ndim == 2 or (item.ndim == 3 and item.shape[2] in (1, 3, 4))
+            if not ok_shape:
+                raise ValueError(f"{name}: numpy image must be [H, W] or [H, W, 1|3|4], got shape {item.shape}")
+            height, width = item.shape[:2]
+            is_uint8, is_float = item.dtype == np.uint8, bool(np.issubdtype(item.dtype, np.floating))
+        elif isinstance(item, torch.Tensor):
+            ok_shape = item.ndim == 2 or (item.ndim == 3 and item.shape[0] in (1, 3))
+            if not ok_shape:
+                raise ValueError(
+                    f"{name}: torch image must be [H, W] or [1|3, H, W] (channels first), got shape {tuple(item.shape)}"
+                )
+            height, width = item.shape[-2:]
+            is_uint8, is_float = item.dtype == torch.uint8, item.is_floating_point()
+        else:
+            raise ValueError(
+                f"{name}: expected a path, PIL image, numpy array or torch tensor (or a list of them), "
+                f"got {describe(item)}"
+            )
+        if height < 1 or width < 1:
+            raise ValueError(f"{name}: image is empty ({describe(item)})")
+        if is_uint8:
+            return
+        if not is_float:
+            raise ValueError(f"{name}: expected uint8 pixels or floats in [0, 1], got {describe(item)}")
+        values = torch.as_tensor(item).detach()
+        low, high = float(values.min()), float(values.max())
+        if not (low >= 0.0 and high <= 1.0):  # also False for NaN
+            raise ValueError(f"{name}: float image values must lie in [0, 1], got range [{low:g}, {high:g}]")
+
+    @staticmethod
+    def to_tensor(item: ImageInput) -> torch.Tensor:
+        """float32 ``[3, H, W]`` RGB in [0, 1] on the CPU (checked by :meth:`_check_image` before)."""
+        if isinstance(item, (str, os.PathLike)):
+            item = read_image(item)
+        if isinstance(item, Image.Image):
+            if item.mode in _SIXTEEN_BIT_MODES:
+                gray = np.asarray(item).astype(np.int64)
+                item = ((np.clip(gray, 0, 65535) + 128) // 257).astype(np.uint8)  # round(v / 257), as read_image does
+            else:
+                item = np.asarray(item.convert("RGB"))
+        if isinstance(item, np.ndarray):
+            array = item[..., None] if item.ndim == 2 else item
+            # Copy only when needed; torch warns on (and must not write to) read-only arrays such as PIL's.
+            tensor = torch.from_numpy(np.require(array, requirements=["C_CONTIGUOUS", "WRITEABLE"])).permute(2, 0, 1)
+        else:
+            tensor = item.detach().cpu()
+            tensor = tensor[None] if tensor.ndim == 2 else tensor
+        tensor = tensor[:3]  # drop alpha (numpy HxWx4); alpha is not composited, as in read_image
+        tensor = tensor.float() / 255.0 if tensor.dtype == torch.uint8 else tensor.float()
+        return tensor.expand(3, -1, -1).contiguous() if tensor.shape[0] == 1 else tensor.contiguous()
+
+    # ----------------------------------------------------------------------------------------------------------
+
+    def _predict_batch(self, images: torch.Tensor, **options: Any) -> torch.Tensor:
+        """``[n, 3, h, w]`` images on the model's device and dtype -> ``[n, C, h, w]`` outputs."""
+        raise NotImplementedError
+
+    def run(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        *,
+        processing_resolution: int = 0,
+        batch_size: int = 1,
+        max_pixels: int | None = MAX_MODEL_PIXELS,
+        **options: Any,
+    ) -> tuple[list[torch.Tensor], list[tuple[int, int]], bool]:
+        """Converts, resizes, groups by size, batches and predicts.
+
+        Returns:
+            ``(outputs, sizes, is_batch)``: one float32 ``[C, H, W]`` tensor per image on the model's device, at the
+            image's size ``(H, W)``; whether the input was a batch.
+
+        Raises:
+            ValueError: an image whose processed size exceeds ``max_pixels`` (naming the resolution that fits).
+        """
+        items, is_batch = self.as_list(images)
+        inputs = [self.to_tensor(item) for item in items]
+        sizes = [(int(t.shape[1]), int(t.shape[2])) for t in inputs]
+        for i, size in enumerate(sizes):
+            height, width = processed_size(size, processing_resolution)
+            if max_pixels is not None and height * width > max_pixels:
+                name = f"images[{i}]" if is_batch else "images"
+                raise ValueError(
+                    f"{name}: {size[0]}x{size[1]} would run at {height}x{width}, more than max_pixels={max_pixels}; "
+                    f"pass processing_resolution={fitting_resolution(size, max_pixels)} (or max_pixels=None)"
+                )
+        processed = [resize_longer_side(t, processing_resolution) for t in inputs]
+
+        # Only images of equal processed size can share a batch; grouping keeps the output order via the indices.
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, tensor in enumerate(processed):
+            groups.setdefault((int(tensor.shape[1]), int(tensor.shape[2])), []).append(i)
+
+        device, dtype = self.device, self.dtype
+        outputs: list[torch.Tensor | None] = [None] * len(items)
+        self.model.eval()
+        with torch.inference_mode():
+            for indices in groups.values():
+                for start in range(0, len(indices), batch_size):
+                    chunk = indices[start : start + batch_size]
+                    batch = torch.stack([processed[i] for i in chunk]).to(device=device, dtype=dtype)
+                    out = self._predict_batch(batch, batch_size=batch_size, **options).float()
+                    for k, i in enumerate(chunk):
+                        single = out[k : k + 1]
+                        if tuple(single.shape[-2:]) != sizes[i]:
+                            shrink = single.shape[-2] > sizes[i][0]
+                            single = F.interpolate(
+                                single,
+                                size=sizes[i],
+                                mode="bilinear",
+                                align_corners=False,
+                                antialias=self.resize_antialias and shrink,
+                            )
+                        outputs[i] = single[0]
+        assert all(o is not None for o in outputs)
+        return outputs, sizes, is_batch  # type: ignore[return-value]
+
+
+def processed_size(size: tuple[int, int], resolution: int) -> tuple[int, int]:
+    """``(H, W)`` of an image of ``size`` resized so that its longer side is ``resolution`` (0: unchanged)."""
+    height, width = size
+    if resolution == 0 or max(height, width) == resolution:
+        return height, width
+    scale = resolution / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def fitting_resolution(size: tuple[int, int], max_pixels: int) -> int:
+    """The largest ``processing_resolution`` at which an image of ``size`` has at most ``max_pixels`` pixels."""
+    resolution = max(1, int(max(size) * math.sqrt(max_pixels / (size[0] * size[1]))))
+    while resolution > 1 and math.prod(processed_size(size, resolution)) > max_pixels:
+        resolution -= 1
+    return resolution
+
+
+def resize_longer_side(image: torch.Tensor, resolution: int) -> torch.Tensor:
+    """``[3, H, W]`` resized (bilinear, antialiased) so that ``max(H, W) == resolution``; unchanged for 0."""
+    size = processed_size((int(image.shape[-2]), int(image.shape[-1])), resolution)
+    if size == tuple(image.shape[-2:]):
+        return image
+    return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
