@@ -250,3 +250,21 @@ def test_json_and_csv_are_strict_and_atomic(tmp_path):
     write_csv_atomic(tmp_path / "r.csv", [{"name": "x", "v": 1.5}, {"name": "y", "v": 2}])
     assert (tmp_path / "r.csv").read_text().splitlines() == ["name,v", "x,1.5", "y,2"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "r.csv"]
+
+
+def test_dataloader_worker_errors_read_as_one_line():
+    """A dataset error inside a DataLoader worker reaches the user as the dataset's own message."""
+    from torch.utils.data import DataLoader, Dataset
+
+    from vpd.errors import iterate
+
+    class Broken(Dataset):
+        def __len__(self) -> int:
+            return 2
+
+        def __getitem__(self, index: int):
+            raise ValueError(f"item {index}: unreadable label map")
+
+    with pytest.raises(ValueError) as raised:
+        list(iterate(DataLoader(Broken(), num_workers=1)))
+    assert str(raised.value) == "item 0: unreadable label map"

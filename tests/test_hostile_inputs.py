@@ -24,7 +24,9 @@ from hostile import Case, check, tmpfs
 from reference import official_state_dict
 from runs import TINY_RUN, as_cli
 from vpd.inference.predictor import DepthPredictor
+from vpd.inference.segmentation import SemanticPredictor
 from vpd.modeling.depth import build_vpd_depth, tiny_vpd_depth_config
+from vpd.modeling.semantic import build_vpd_semantic, tiny_vpd_semantic_config
 
 GOOD = "good_depth.png"  # the good image's 16-bit output, present whenever a run goes on past a bad input
 
@@ -53,10 +55,15 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     root = tmp_path_factory.mktemp("hostile")
     model = build_vpd_depth(tiny_vpd_depth_config(), seed=0)
     model_dir = model.save_pretrained(root / "model")
+    seg_model_dir = build_vpd_semantic(tiny_vpd_semantic_config(("wall", "floor", "chair")), seed=0).save_pretrained(
+        root / "seg_model"
+    )
     official = official_state_dict("vpd_depth_tiny")
     checkpoint = root / "official.pth"
     torch.save({"model": official}, checkpoint)
-    return SimpleNamespace(root=root, model_dir=model_dir, official=official, checkpoint=checkpoint)
+    return SimpleNamespace(
+        root=root, model_dir=model_dir, seg_model_dir=seg_model_dir, official=official, checkpoint=checkpoint
+    )
 
 
 @pytest.fixture
@@ -208,6 +215,28 @@ def train(world, *overrides: str) -> list[str]:
             *as_cli([*TINY_RUN, f"train.output_dir={world.out}", *overrides])]  # fmt: skip
 
 
+def seg_predict(world, *extra: str) -> list[str]:
+    return ["predict", str(world.inputs), "--model", str(world.seg_model_dir), "-o", str(world.out), *extra]
+
+
+def ade_tree(world, drop_annotation: bool = False, label_value: int = 3) -> list[str]:
+    """`vpd eval` of the segmentation model on a two-image ADEChallengeData2016 tree."""
+    root = world.root / "ADEChallengeData2016"
+    for folder in ("images/validation", "annotations/validation"):
+        (root / folder).mkdir(parents=True)
+    for i in range(2):
+        Image.fromarray(_image(32, 40, i)).save(root / "images" / "validation" / f"ADE_val_{i:08d}.jpg")
+        if not (drop_annotation and i == 1):
+            Image.fromarray(np.full((32, 40), label_value, np.uint8)).save(
+                root / "annotations" / "validation" / f"ADE_val_{i:08d}.png"
+            )
+    overrides = ["model.task=semantic", "data.val.kind=ade20k", f"data.val.args={{root: {root}, split: validation}}",
+                 "data.train.kind=ade20k", f"data.train.args={{root: {root}, split: validation}}",
+                 "eval.img_scale=null", "eval.crop=[32,32]", "eval.stride=[16,16]", f"train.output_dir={world.root}"]
+    return ["eval", "--config", "semantic_ade20k", *as_cli(overrides), "--model", str(world.seg_model_dir),
+            "--output", str(world.out)]  # fmt: skip
+
+
 def api(call) -> callable:
     return lambda world: (lambda: call(world))
 
@@ -277,7 +306,7 @@ CASES = [
     Case("output-is-a-file", lambda w: (w.root.joinpath("f").write_text("x"), predict(w, "-o", str(w.root / "f" / "o")))[1],
          2, r"is a file, not a folder"),
     Case("read-only-output", predict, 2, r"--output .* is not writable", needs="readonly"),
-    Case("full-output", predict, 2, r"writing .*good_depth\.\*: No space left on device", needs="filled"),
+    Case("full-output", predict, 2, r"writing .*good_\*: No space left on device", needs="filled"),
     # --- DepthPredictor (Python API): one exception with one line
     Case("predictor-from-a-path", api(lambda w: DepthPredictor(str(w.model_dir))), 2,
          r"expected a VPDDepth model, got str; .* use DepthPredictor\.from_pretrained\(", error=TypeError),
@@ -295,6 +324,23 @@ CASES = [
                                               predictor(w)(str(w.root / "b.png")))), 2, r"too large to decode safely"),
     Case("from-pretrained-truncated", api(lambda w: DepthPredictor.from_pretrained(
         broken_model(w, lambda f: truncate(f / "model.safetensors")))), 2, r"incomplete or corrupt safetensors"),
+    Case("seg-predictor-from-a-path", api(lambda w: SemanticPredictor(str(w.seg_model_dir))), 2,
+         r"expected a VPDSemantic model, got str; .* use SemanticPredictor\.from_pretrained\(", error=TypeError),
+    Case("seg-predictor-given-a-depth-model", api(lambda w: SemanticPredictor(predictor(w).model)), 2,
+         r"expected a VPDSemantic model, got a VPDDepth", error=TypeError),
+    Case("seg-predictor-bad-crop", api(lambda w: SemanticPredictor.from_pretrained(w.seg_model_dir)(_image(), crop=(0, 8))), 2,
+         r"crop / stride\[0\]: expected a finite number >= 1, got 0"),
+    Case("seg-predictor-float-out-of-range", api(lambda w: SemanticPredictor.from_pretrained(w.seg_model_dir)(np.full((4, 4, 3), -1.0))), 2,
+         r"float image values must lie in \[0, 1\]"),
+    # --- vpd predict with a segmentation model
+    Case("seg-predict-ok", seg_predict, 0, outputs=("good_labels.png", "good_labels_color.png", "good_overlay.png")),
+    Case("seg-predict-bomb-skipped", lambda w: (w.inputs.joinpath("bomb.png").write_bytes(_png_header(20000, 20000)), seg_predict(w))[1], 1,
+         r"bomb\.png: image too large", ("good_labels.png", "good_labels_color.png", "good_overlay.png")),
+    Case("seg-predict-depth-option", lambda w: seg_predict(w, "--scene", "kitchen"), 2,
+         r"--scene applies to depth models; .* is a semantic model"),
+    Case("seg-predict-depth-format", lambda w: seg_predict(w, "--formats", "png16"), 2,
+         r"--formats: png16 is not a semantic output; expected a subset of labels,color,overlay,probs"),
+    Case("depth-predict-seg-option", lambda w: predict(w, "--ms"), 2, r"--ms applies to semantic models"),
     # --- vpd convert
     Case("convert-zero-byte", checkpoint_file(lambda p, w: p.write_bytes(b"")), 2, r"bad\.pth: empty file"),
     Case("convert-pickle-zip", checkpoint_file(lambda p, w: torch.save({"model": Evil()}, p)), 2,
@@ -325,6 +371,12 @@ CASES = [
     Case("eval-missing-model", lambda w: [*eval_set(w)[:-4], "--model", str(w.root / "nomodel"), "--output",
                                           str(w.out)], 2, r"nomodel: no such checkpoint"),
     Case("eval-ok", lambda w: eval_set(w), 0, outputs=("metrics.json", "per_sample.csv")),
+    Case("eval-ade20k-ok", ade_tree, 0, outputs=("metrics.json", "per_sample.csv", "per_class.csv")),
+    Case("eval-ade20k-missing-annotation", lambda w: ade_tree(w, drop_annotation=True), 2,
+         r"ADE20K .*: 1 of 2 files missing under .*ADE_val_00000001\.png"),
+    Case("eval-ade20k-label-out-of-range", lambda w: ade_tree(w, label_value=200), 2, r"ADE_val_00000000\.png: label values 199 after reduce_zero_label are not class ids"),
+    Case("eval-seg-recipe-depth-model", lambda w: [*ade_tree(w)[:-4], "--model", str(w.model_dir), "--output", str(w.out)], 2,
+         r"holds a 'vpd_depth' model, not 'vpd_semantic'"),
     # --- vpd train
     Case("train-batch-size-0", lambda w: train(w, "train.batch_size=0"), 2, r"train\.batch_size: expected .* >= 1, got 0"),
     Case("train-grad-accum-0", lambda w: train(w, "train.grad_accum=0"), 2, r"train\.grad_accum: .* got 0"),

@@ -146,7 +146,9 @@ def test_scene_index_and_bad_options(
         main(["predict", str(tree / "a.png"), "--model", str(model_dir), "-o", str(by_name), "--scene", "bedroom"]) == 0
     )
     np.testing.assert_array_equal(np.load(out / "a_depth.npy"), np.load(by_name / "a_depth.npy"))  # bedroom is 8
-    for bad in (["--formats", "png16,tiff"], ["--windows", "0"], ["--batch-size", "x"]):
+    assert main(["predict", str(tree), "--model", str(model_dir), "-o", str(out), "--formats", "png16,tiff"]) == 2
+    assert "tiff is not a depth output" in capsys.readouterr().err
+    for bad in (["--windows", "0"], ["--batch-size", "x"]):
         with pytest.raises(SystemExit) as exit_info:
             main(["predict", str(tree), "--model", str(model_dir), "-o", str(out), *bad])
         assert exit_info.value.code == 2

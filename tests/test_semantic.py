@@ -144,3 +144,45 @@ def test_semantic_train_eval_from_the_command_line(tmp_path, capsys):
     assert summary["task"] == "semantic" and len(summary["per_class"]) == len(SEMANTIC_CLASSES)
     assert (out / "per_class.csv").read_text().splitlines()[0].startswith("class,")
     assert len(list((out / "predictions").glob("*.png"))) == 2
+
+
+def test_semantic_predictor_matches_the_evaluation_path(tmp_path):
+    from vpd.inference.segmentation import SemanticPredictor
+    from vpd.modeling.semantic import build_vpd_semantic, tiny_vpd_semantic_config
+    from vpd.tasks.semantic import SemanticEvalConfig, predict_segmentation
+
+    model = build_vpd_semantic(tiny_vpd_semantic_config(("wall", "floor", "chair", "table")), seed=3).eval()
+    predictor = SemanticPredictor.from_pretrained(model.save_pretrained(tmp_path / "m"))
+    image = np.random.default_rng(0).integers(0, 256, (40, 72, 3), dtype=np.uint8)
+    settings = {"img_scale": (96, 48), "crop": (48, 48), "stride": (32, 32)}
+    out = predictor(image, **settings, return_probabilities=True)
+    tensor = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    with torch.inference_mode():
+        scores = predict_segmentation(model, tensor, SemanticEvalConfig(**settings))[0]
+    assert out.labels.shape == (40, 72) and out.labels.dtype == np.int64
+    np.testing.assert_array_equal(out.labels, scores.argmax(0).numpy())
+    np.testing.assert_allclose(out.probabilities, scores.softmax(0).numpy(), atol=1e-6)
+    assert out.class_names == ("wall", "floor", "chair", "table")
+    ms = predictor([image, image[:, :50]], **settings, ratios=(1.0, 1.5), flip=True, return_probabilities=True)
+    assert [p.labels.shape for p in ms] == [(40, 72), (40, 50)]
+    np.testing.assert_allclose(ms[0].probabilities.sum(0), 1.0, atol=1e-5)  # averaged probabilities
+
+
+def test_vpd_predict_writes_labels_colours_and_overlays(tmp_path, capsys):
+    from PIL import Image
+
+    from vpd.modeling.semantic import build_vpd_semantic, tiny_vpd_semantic_config
+
+    model_dir = build_vpd_semantic(tiny_vpd_semantic_config(("wall", "floor")), seed=0).save_pretrained(tmp_path / "m")
+    images = tmp_path / "images" / "sub"
+    images.mkdir(parents=True)
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (30, 44, 3), dtype=np.uint8)).save(images / "a.png")
+    out = tmp_path / "out"
+    code = main(["predict", str(tmp_path / "images"), "--model", str(model_dir), "-o", str(out),
+                 "--formats", "labels,color,overlay,probs"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    with Image.open(out / "sub" / "a_labels.png") as labels:
+        assert labels.mode == "L" and labels.size == (44, 30) and max(np.asarray(labels).flat) <= 1
+    assert np.load(out / "sub" / "a_probs.npy").shape == (2, 30, 44)
+    assert {p.name for p in (out / "sub").iterdir()} == {"a_labels.png", "a_labels_color.png", "a_overlay.png",
+                                                         "a_probs.npy"}  # fmt: skip

@@ -1,10 +1,12 @@
-"""``vpd predict``: depth maps for image files and folders, written as 16-bit PNG, .npy and/or a colour picture.
+"""``vpd predict``: predictions for image files and folders with any vpd model; the task comes from the model.
 
-For every input image ``<root>/<rel>/<name>.<ext>`` the outputs are ``<output>/<rel>/<name>_depth.png`` (uint16,
-millimetres; 1/256 m, the KITTI convention, for models whose ``max_depth`` exceeds 65.535 m; see ``--png-scale``),
-``<name>_depth.npy`` (float32 metres) and ``<name>_depth_color.png`` (near = red with the default Spectral map, range
-= the image's 2nd-98th depth percentiles): the folder structure below each input folder is kept; a file given
-directly lands in ``<output>`` itself. Every file is written atomically.
+Depth models write, for every input image ``<root>/<rel>/<name>.<ext>``, ``<output>/<rel>/<name>_depth.png``
+(uint16, millimetres; 1/256 m, the KITTI convention, for models whose ``max_depth`` exceeds 65.535 m; see
+``--png-scale``), ``<name>_depth.npy`` (float32 metres) and ``<name>_depth_color.png`` (near = red with the default
+Spectral map). Segmentation models write ``<name>_labels.png`` (uint8 class ids), ``<name>_labels_color.png`` (the
+ADE20K palette), ``<name>_overlay.png`` (colours over the photo) and, on request, ``<name>_probs.npy`` (float16
+``[C, H, W]``). The folder structure below each input folder is kept; a file given directly lands in ``<output>``
+itself. Every file is written atomically (``vpd.inference.outputs``).
 
 Error policy: problems that make the whole run pointless (no images, a missing model, an unknown scene, a device
 this machine lacks, an unusable PNG scale, two inputs that would write the same output, an output that would replace
@@ -21,14 +23,12 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from vpd.commands.train import positive_number
 from vpd.limits import MAX_MODEL_PIXELS, MAX_PROCESSING_RESOLUTION, MAX_WINDOWS
 
-FORMATS = ("png16", "npy", "color")
-SUFFIXES = {"png16": "_depth.png", "npy": "_depth.npy", "color": "_depth_color.png"}
 COLORMAP_NAMES = ("spectral", "turbo", "gray")  # vpd.inference.visualize.COLORMAPS, without importing numpy here
 
 
@@ -55,17 +55,17 @@ def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
 
 def _formats(text: str) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
-    unknown = [n for n in names if n not in FORMATS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {','.join(FORMATS)}, got {text!r}")
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of formats, got {text!r}")
     return names
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "predict",
-        help="predict depth maps for images and folders",
-        description="Predict metric depth for image files and folders (searched recursively) with a VPD depth model.",
+        help="predict depth maps or segmentations for images and folders",
+        description="Predict with a vpd model (depth or semantic segmentation, from the model's config) for image "
+        "files and folders (searched recursively).",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders of images")
     parser.add_argument(
@@ -79,16 +79,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--scene",
         default=None,
         metavar="NAME",
-        help="scene class name (or index) to condition on, e.g. bedroom for NYUv2 models; "
+        help="depth: scene class name (or index) to condition on, e.g. bedroom for NYUv2 models; "
         "default: the mean of all class embeddings (unknown scene)",
     )
     parser.add_argument("--flip", action="store_true", help="average with the horizontally flipped prediction")
+    parser.add_argument(
+        "--ms", action="store_true", help="segmentation: the official multi-scale test (scales 1.0-1.5 of 2048x512)"
+    )
     parser.add_argument(
         "--windows",
         metavar="N",
         type=_int_in(1, MAX_WINDOWS),
         default=None,
-        help="sliding square windows along the longer side (official NYUv2 test: 2); default: whole image",
+        help="depth: sliding square windows along the longer side (official NYUv2 test: 2); default: whole image",
     )
     parser.add_argument(
         "--processing-resolution",
@@ -120,19 +123,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--formats",
         metavar="LIST",
         type=_formats,
-        default=FORMATS,
-        help="comma-separated outputs: png16 (uint16 PNG), npy (float32 metres), color (colour PNG); default: all",
+        default=None,
+        help="comma-separated outputs; depth: png16 (uint16 PNG), npy (float32 metres), color (default: all); "
+        "segmentation: labels, color, overlay (default) and probs (float16 scores .npy)",
     )
     parser.add_argument(
-        "--cmap", choices=COLORMAP_NAMES, default="spectral", help="colour map of the colour PNG (spectral: near = red)"
+        "--cmap", choices=COLORMAP_NAMES, default=None, help="depth: colour map of the colour PNG (spectral: near red)"
     )
     parser.add_argument(
         "--png-scale",
         metavar="UNITS",
         type=positive_number(float),
         default=None,
-        help="16-bit PNG units per metre; default 1000 (millimetres), or 256 (KITTI convention) for models whose "
-        "max_depth exceeds the 65.535 m that millimetres can hold",
+        help="depth: 16-bit PNG units per metre; default 1000 (millimetres), or 256 (KITTI convention) for models "
+        "whose max_depth exceeds the 65.535 m that millimetres can hold",
     )
     parser.set_defaults(run=run)
 
@@ -144,7 +148,7 @@ def _is_within(path: str, folder: str) -> bool:
         return False
 
 
-def collect_jobs(inputs: list[str], output: str) -> list[_Job]:
+def collect_jobs(inputs: list[str], output: str, suffixes: Sequence[str]) -> list[_Job]:
     """The images to predict and their output stems, checked for collisions before any work is done.
 
     Raises:
@@ -177,13 +181,13 @@ def collect_jobs(inputs: list[str], output: str) -> list[_Job]:
         key = os.path.normcase(os.path.normpath(job.stem))
         if key in seen:
             raise ValueError(
-                f"{seen[key]} and {job.source} would both write {os.path.join(output, job.stem)}_depth.*; "
+                f"{seen[key]} and {job.source} would both write {os.path.join(output, job.stem)}_*; "
                 "rename one or predict them in separate runs"
             )
         seen[key] = job.source
     sources = {os.path.realpath(job.source) for job in jobs}
     for job in jobs:
-        for suffix in SUFFIXES.values():
+        for suffix in suffixes:
             target = os.path.realpath(os.path.join(output, job.stem + suffix))
             if target in sources:
                 raise ValueError(f"output {target} would overwrite an input image; choose another --output")
@@ -205,29 +209,34 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from vpd.data.io import depth_png_scale, read_image, save_npy_atomic, write_depth_png, write_png_atomic
+    from vpd.data.io import read_image
     from vpd.inference.base import fitting_resolution, processed_size
-    from vpd.inference.predictor import DepthPredictor
-    from vpd.inference.visualize import colorize_depth
+    from vpd.inference.outputs import TASK_OPTIONS, writer_for
     from vpd.runtime import resolve_device
 
     start = time.perf_counter()
-    jobs = collect_jobs(args.inputs, args.output)  # cheap checks first: fail before loading a large model
+    writer_class = writer_for(args.model)  # the task, from config.json: fails before anything is read
+    for option, task in TASK_OPTIONS.items():
+        if getattr(args, option) not in (None, False) and task != writer_class.task:
+            flag = "--" + option.replace("_", "-")
+            raise ValueError(f"{flag} applies to {task} models; {args.model} is a {writer_class.task} model")
+    formats = args.formats or writer_class.default_formats
+    unknown = [f for f in formats if f not in writer_class.suffixes]
+    if unknown:
+        raise ValueError(
+            f"--formats: {', '.join(unknown)} is not a {writer_class.task} output; "
+            f"expected a subset of {','.join(writer_class.suffixes)}"
+        )
+    jobs = collect_jobs(args.inputs, args.output, [writer_class.suffixes[f] for f in formats])
     device = resolve_device(args.device)
     _check_writable(args.output)
 
     import torch
 
     dtype = torch.bfloat16 if args.bf16 else None
-    predictor = DepthPredictor.from_pretrained(args.model, device=device, dtype=dtype)
-    scene: str | int | None = args.scene
-    if isinstance(scene, str) and scene not in predictor.class_names and scene.lstrip("-").isdigit():
-        scene = int(scene)
-    predictor.resolve_scene(scene)  # an unknown scene fails here, before any image is read
-    try:
-        png_scale = depth_png_scale(float(predictor.model.config.max_depth), args.png_scale)
-    except ValueError as err:
-        raise ValueError(f"--png-scale: {err}") from None
+    predictor = writer_class.predictor_class().from_pretrained(args.model, device=device, dtype=dtype)
+    writer = writer_class(predictor, args)
+    options = writer.options(formats)
 
     failures: list[str] = []
     done = 0
@@ -242,12 +251,10 @@ def run(args: argparse.Namespace) -> int:
         try:
             predictions = predictor(
                 [image for _, image in group],
-                scene=scene,
-                flip=args.flip,
-                windows=args.windows,
                 processing_resolution=resolution,
                 batch_size=args.batch_size,
                 max_pixels=None,  # budgeted per image below
+                **options,
             )
         except ValueError as err:
             if len(group) > 1:  # find the image at fault; the others are still predicted
@@ -256,18 +263,12 @@ def run(args: argparse.Namespace) -> int:
                 return
             skip(group[0][0], f"{group[0][0].source}: {err}")
             return
-        for (job, _), prediction in zip(group, predictions, strict=True):
-            depth = np.asarray(prediction.depth)  # float32 [H, W] metres (output_type="np")
+        for (job, image), prediction in zip(group, predictions, strict=True):
             target = os.path.join(args.output, job.stem)
             try:
-                if "png16" in args.formats:
-                    write_depth_png(target + SUFFIXES["png16"], depth, scale=png_scale)
-                if "npy" in args.formats:
-                    save_npy_atomic(target + SUFFIXES["npy"], depth)
-                if "color" in args.formats:
-                    write_png_atomic(target + SUFFIXES["color"], colorize_depth(depth, cmap=args.cmap))
+                writer.write(prediction, target, image, formats)
             except OSError as err:  # disk full, quota: every file is atomic, so none is left half-written
-                raise OSError(f"writing {target}_depth.*: {err.strerror or err}") from None
+                raise OSError(f"writing {target}_*: {err.strerror or err}") from None
             done += 1
             progress.update(1)
 

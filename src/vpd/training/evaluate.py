@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
+from vpd.errors import iterate
 from vpd.tasks.base import Task
 from vpd.training.config import EvalConfig
 
@@ -79,7 +80,8 @@ def evaluate(
     subset = Subset(dataset, list(range(rank, count, world_size)))
     loader = DataLoader(subset, batch_size=1, num_workers=num_workers)
     metrics = task.metrics(config, class_names=getattr(model, "class_names", None))
-    bar = tqdm(loader, desc="evaluating", disable=not progress or rank != 0, leave=False, dynamic_ncols=True)
+    bar = tqdm(iterate(loader), total=len(loader), desc="evaluating", disable=not progress or rank != 0, leave=False,
+               dynamic_ncols=True)  # fmt: skip
     with eval_mode(model):
         for batch in bar:
             batch = to_device(batch, device)

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from vpd.configuration import ConfigError, save_yaml, to_dict
 from vpd.data.base import EpochSampler, PerceptionDataset
 from vpd.data.registry import build_dataset
-from vpd.errors import first_line
+from vpd.errors import first_line, iterate
 from vpd.tasks import get_task
 from vpd.tasks.base import Task
 from vpd.training import schedules
@@ -155,7 +155,7 @@ class Trainer:
             print(f"resumed from {resumed} at step {self.step}/{self.total_steps}")
 
         start = time.perf_counter()
-        data = iter(self._train_loader())
+        data = iterate(self._train_loader())
         self.model.train()
         bar = tqdm(
             total=self.total_steps,
