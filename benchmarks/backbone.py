@@ -1,8 +1,10 @@
-"""Forward time and peak memory of the full SD-1.5-size VPD depth model (random weights), as ratios.
+"""Forward time and peak memory of the full SD-1.5-size VPD models (random weights), as ratios.
 
 Every row runs in a fresh process (so peak memory is that row's alone) and is printed next to its ratio to the plain
 fp32 depth-model row of the same run (machines are noisy; only ratios compare across runs). Attention-map capture is
-measured on the backbone with the 27 NYU class tokens as context, with capture off and on.
+measured on the backbone with the 27 NYU class tokens as context, with capture off and on. The segmentation rows run
+the ADE20K model (150 class tokens, maps on) on a 512x512 image, and its sliding-window test (512 windows, stride 341)
+on a 512x683 image, the size of a typical ADE20K validation image after the official resize.
 
     python benchmarks/backbone.py                       # 480x480, batch 1, CPU
     python benchmarks/backbone.py --device cuda --batch-sizes 1 8 --dtypes fp32 bf16
@@ -30,6 +32,7 @@ class Row:
     dtype: str
     batch: int
     capture: bool = False
+    hw: tuple[int, int] | None = None  # the image size, when not --size square
 
 
 def peak_gib(device: str) -> float:
@@ -65,8 +68,21 @@ def run_row(row: Row, size: int, device: str, repeats: int, threads: int) -> tup
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    images = torch.rand(row.batch, 3, size, size, device=device)
-    if row.model == "depth":
+    height, width = row.hw or (size, size)
+    images = torch.rand(row.batch, 3, height, width, device=device)
+    if row.model in ("semantic", "semantic_slide"):
+        from vpd.modeling.semantic import VPDSemantic, VPDSemanticConfig
+        from vpd.tasks.semantic import SemanticEvalConfig, predict_segmentation
+
+        model = VPDSemantic(VPDSemanticConfig()).to(device).eval()
+        slide = SemanticEvalConfig(img_scale=None)  # the image is already at the official test size
+
+        def forward() -> object:
+            if row.model == "semantic":
+                return model(images).logits
+            return predict_segmentation(model, images, slide)
+
+    elif row.model == "depth":
         model: torch.nn.Module = VPDDepth(VPDDepthConfig()).to(device).eval()
         ids = torch.zeros(row.batch, dtype=torch.long)
 
@@ -98,6 +114,27 @@ def emulated_ratio(dtype: torch.dtype, size: int = 512) -> float:
     return timed(lambda: b @ b, "cpu", 1) / timed(lambda: a @ a, "cpu", 3)
 
 
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        import platform
+
+        return platform.processor() or "unknown"
+
+
+def bf16_units() -> str:
+    """Whether this CPU has bf16 matrix units (AMX / AVX512-BF16), from its flags."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next(line for line in f if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return "bf16 units unknown"
+    found = [name for name in ("amx_bf16", "avx512_bf16") if name in flags]
+    return f"bf16 units: {', '.join(found)}" if found else "no bf16 units (AVX2-class)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=480)
@@ -106,6 +143,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--skip-capture", action="store_true", help="skip the attention-map capture rows")
+    parser.add_argument("--skip-semantic", action="store_true", help="skip the segmentation rows")
     parser.add_argument("--force", action="store_true", help="run bf16/fp16 on CPUs that only emulate them")
     args = parser.parse_args()
     threads = torch.get_num_threads()
@@ -127,8 +165,15 @@ def main() -> None:
     if not args.skip_capture:
         b = args.batch_sizes[0]
         rows += [Row(f"backbone fp32, capture {s}", "backbone", "fp32", b, s == "on") for s in ("off", "on")]
+    if not args.skip_semantic:
+        b = args.batch_sizes[0]
+        rows += [
+            Row("semantic fp32, 512x512", "semantic", "fp32", b, hw=(512, 512)),
+            Row("semantic fp32, slide 512x683", "semantic_slide", "fp32", b, hw=(512, 683)),
+        ]
 
     size = f"{args.size}x{args.size}"
+    print(f"CPU: {cpu_model()}; torch CPU capability {torch.backends.cpu.get_cpu_capability()}; {bf16_units()}")
     print(f"VPD depth model at SD-1.5 size (906M parameters), {size}, {args.device}, {threads} threads")
     context = multiprocessing.get_context("spawn")
     results = []
