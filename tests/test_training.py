@@ -198,3 +198,32 @@ def test_accelerate_launch_two_processes(tmp_path):
     assert (tmp_path / "model" / "model.safetensors").is_file()
     assert json.loads(done.stdout[done.stdout.index("{") :])["steps"] == 3
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step_0000003"]
+
+
+def test_model_init_applies_or_refuses_the_recipe_fields(tmp_path):
+    from vpd.modeling.depth import VPDDepth
+    from vpd.tasks import get_task
+
+    saved = Trainer(demo_config(tmp_path / "first", checkpoint_every=0, max_steps=1)).fit()
+    assert saved["steps"] == 1
+    init = f"model.init={tmp_path / 'first' / 'model'}"
+    task = get_task("depth")
+    model = task.build_model(tiny_run_config(tmp_path / "b", init, "model.max_depth=20"), ())
+    assert isinstance(model, VPDDepth) and model.config.max_depth == 20.0 and model.head.max_depth == 20.0
+    with pytest.raises(ConfigError, match=r"model\.head_channels=99 contradicts model\.init .*head_channels = 16"):
+        task.build_model(tiny_run_config(tmp_path / "c", init, "model.head_channels=99"), ())
+    with pytest.raises(ConfigError, match=r"model\.class_names contradicts model\.init"):
+        task.build_model(tiny_run_config(tmp_path / "d", init, "model.class_names=[kitchen]"), ())
+
+
+def test_eval_converts_an_official_file_with_the_recipe_settings(tmp_path):
+    from reference import official_state_dict
+    from vpd.commands.eval import load_any_model
+    from vpd.training.config import load_run_config
+
+    torch.save({"model": official_state_dict("vpd_depth_tiny")}, tmp_path / "official.pth")
+    kitti = load_run_config("depth_kitti", ["model.class_names=null"])
+    model = load_any_model(str(tmp_path / "official.pth"), kitti)
+    assert model.config.max_depth == 80.0  # not NYU's 10 m
+    with pytest.raises(ValueError, match="a depth checkpoint .* but the recipe's task is semantic"):
+        load_any_model(str(tmp_path / "official.pth"), load_run_config("semantic_ade20k"))
