@@ -225,5 +225,5 @@ def test_eval_converts_an_official_file_with_the_recipe_settings(tmp_path):
     kitti = load_run_config("depth_kitti", ["model.class_names=null"])
     model = load_any_model(str(tmp_path / "official.pth"), kitti)
     assert model.config.max_depth == 80.0  # not NYU's 10 m
-    with pytest.raises(ValueError, match="a depth checkpoint .* but the recipe's task is semantic"):
+    with pytest.raises(ValueError, match=r"a depth checkpoint .* but the recipe's task is semantic"):
         load_any_model(str(tmp_path / "official.pth"), load_run_config("semantic_ade20k"))

@@ -1,4 +1,4 @@
-"""The embedded demo: the whole depth pipeline on a fresh CPU machine, with no weights and no downloads.
+"""The depth demo (``vpd demo``): the whole depth pipeline on a fresh CPU machine, with no weights and no downloads.
 
 Synthetic rooms -> train a tiny VPD depth model -> NYU-style metrics against the untrained model and a constant-depth
 baseline -> predict a real photo with real ground truth (scikit-image's Middlebury motorcycle) -> an HTML + PNG
@@ -7,10 +7,7 @@ report. The same workflow with ``--config configs/depth_nyuv2.yaml`` and Stable 
 
 from __future__ import annotations
 
-import copy
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vpd.demo.common import DemoResult, Stopwatch, evaluate_models, start_trainer, train
 from vpd.modeling.outputs import DepthOutput
 
 DEMO_RECIPE = "demo_synthetic_depth"
@@ -56,17 +54,6 @@ class ConstantDepth(nn.Module):
     def forward(self, images: torch.Tensor, class_ids: torch.Tensor | None = None) -> DepthOutput:
         b, _, h, w = images.shape
         return DepthOutput(depth=self.value.expand(b, 1, h, w).clone())
-
-
-@dataclass
-class DemoResult:
-    """What the demo measured; the report shows all of it."""
-
-    metrics: dict[str, dict[str, float]]  # model -> synthetic validation metrics
-    middlebury: dict[str, float]  # model -> affine-aligned abs_rel on the real photo
-    seconds: dict[str, float]
-    output_dir: Path
-    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 class LayoutPrior(nn.Module):
@@ -134,55 +121,39 @@ def aligned_abs_rel(prediction: np.ndarray, gt: np.ndarray) -> float:
     return float((np.abs(align_to(prediction, gt)[valid] - gt[valid]) / gt[valid]).mean())
 
 
-def run_demo(output_dir: str | Path = "runs/demo", overrides: Sequence[str] = (), progress: bool = True) -> DemoResult:
-    """Runs the demo end to end and writes ``report.html`` and ``report.png`` into ``output_dir``."""
+def run_depth_demo(
+    output_dir: str | Path = "runs/demo", overrides: Sequence[str] = (), progress: bool = True
+) -> DemoResult:
+    """Runs the depth demo end to end and writes ``report.html`` and ``report.png`` into ``output_dir``."""
     from vpd.inference.predictor import DepthPredictor
-    from vpd.report import write_demo_report
-    from vpd.training.config import load_run_config
-    from vpd.training.evaluate import evaluate
-    from vpd.training.trainer import Trainer
+    from vpd.report import write_depth_report
 
     output_dir = Path(output_dir)
-    start = time.perf_counter()
-    config = load_run_config(DEMO_RECIPE, [f"train.output_dir={output_dir}", *overrides])
-    trainer = Trainer(config)
-    say = print if progress else (lambda *a, **k: None)
-    say(
-        f"demo: {len(trainer.train_set)} training / {len(trainer.val_set or [])} validation rooms, "
-        f"{sum(p.numel() for p in trainer.model.parameters()) / 1e6:.1f}M-parameter VPD depth model, "
-        f"{trainer.total_steps} steps"
-    )
-    untrained = copy.deepcopy(trainer.accelerator.unwrap_model(trainer.model)).eval()
-    constant, layout = fit_baselines(trainer.train_set)
-    seconds = {"setup": time.perf_counter() - start}
+    clock = Stopwatch()
+    with clock("setup"):
+        trainer, untrained = start_trainer(DEMO_RECIPE, output_dir, overrides, "VPD depth model", progress)
+        constant, layout = fit_baselines(trainer.train_set)
 
-    tic = time.perf_counter()
-    assert trainer.val_set is not None
-    metrics = {"untrained": trainer.evaluate().metrics}
-    for name, baseline in (("constant", constant), ("layout prior", layout)):
-        metrics[name] = evaluate(trainer.task, baseline, trainer.val_set, config.eval, progress=False).metrics
-    seconds["baselines"] = time.perf_counter() - tic
+    with clock("baselines"):
+        models = {"untrained": untrained, "constant": constant, "layout prior": layout}
+        metrics = {name: result.metrics for name, result in evaluate_models(trainer, models).items()}
 
-    tic = time.perf_counter()
-    result = trainer.fit()
-    metrics["trained"] = result["eval"]
-    seconds["training"] = time.perf_counter() - tic
-    trained = trainer.accelerator.unwrap_model(trainer.model).eval()
+    with clock("training"):
+        metrics["trained"], trained = train(trainer)
 
-    tic = time.perf_counter()
-    image, gt = middlebury_motorcycle()
-    resolution = max(config.data.train.args.get("height", 128), config.data.train.args.get("width", 160))
-    predictions: dict[str, np.ndarray] = {}
-    for name, model in (("trained", trained), ("untrained", untrained)):
-        prediction = DepthPredictor(model)(image, processing_resolution=resolution, flip=True)
-        assert not isinstance(prediction, list)
-        predictions[name] = np.asarray(prediction.depth)
-    predictions["constant"] = np.full(gt.shape, float(constant.value), np.float32)
-    predictions["layout prior"] = layout.depth(*gt.shape).numpy()
-    middlebury = {name: aligned_abs_rel(pred, gt) for name, pred in predictions.items()}
-    seconds["middlebury"] = time.perf_counter() - tic
-    seconds["total"] = time.perf_counter() - start
+    with clock("middlebury"):
+        image, gt = middlebury_motorcycle()
+        args = trainer.config.data.train.args
+        resolution = max(args.get("height", 128), args.get("width", 160))
+        predictions: dict[str, np.ndarray] = {}
+        for name, model in (("trained", trained), ("untrained", untrained)):
+            prediction = DepthPredictor(model)(image, processing_resolution=resolution, flip=True)
+            assert not isinstance(prediction, list)
+            predictions[name] = np.asarray(prediction.depth)
+        predictions["constant"] = np.full(gt.shape, float(constant.value), np.float32)
+        predictions["layout prior"] = layout.depth(*gt.shape).numpy()
+        middlebury = {name: aligned_abs_rel(pred, gt) for name, pred in predictions.items()}
 
-    demo = DemoResult(metrics, middlebury, seconds, output_dir, trainer.history)
-    write_demo_report(demo, trainer, {"trained": trained, "untrained": untrained}, image, gt, predictions)
+    demo = DemoResult(metrics, clock.total(), output_dir, trainer.history, task="depth", middlebury=middlebury)
+    write_depth_report(demo, trainer, {"trained": trained, "untrained": untrained}, image, gt, predictions)
     return demo

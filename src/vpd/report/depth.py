@@ -1,17 +1,23 @@
-"""Reports: one self-contained HTML page (images inline, an SVG loss curve) and one PNG with the same content."""
+"""The depth demo's report: NYU metrics against the baselines, held-out rooms, the Middlebury photo, the loss."""
 
 from __future__ import annotations
 
-import base64
 import html
-import io
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+
+from vpd.report.common import (
+    img_tag,
+    loss_curve_png,
+    loss_curve_svg,
+    loss_points,
+    stack_images,
+    text_block,
+    write_report,
+)
 
 if TYPE_CHECKING:
     from vpd.demo import DemoResult
@@ -19,81 +25,6 @@ if TYPE_CHECKING:
 
 TABLE_METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "d1", "d2", "d3", "silog")
 MODELS = ("constant", "layout prior", "untrained", "trained")
-
-
-def _png_bytes(image: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _img_tag(image: np.ndarray, alt: str) -> str:
-    data = base64.b64encode(_png_bytes(image)).decode()
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
-
-
-def _curve(points: Sequence[tuple[int, float]], width: int, height: int, pad: int = 40) -> tuple[Any, Any, Any, Any]:
-    """Pixel coordinates of (step, loss) points on linear axes, and the steps and losses themselves."""
-    steps, losses = np.array([p[0] for p in points], float), np.array([p[1] for p in points], float)
-    x = pad + (steps - steps.min()) / max(1e-9, np.ptp(steps)) * (width - 2 * pad)
-    y = height - pad - (losses - losses.min()) / max(1e-9, np.ptp(losses)) * (height - 2 * pad)
-    return x, y, steps, losses
-
-
-def loss_curve_svg(points: Sequence[tuple[int, float]], width: int = 640, height: int = 240) -> str:
-    """An SVG polyline of (step, loss) on linear axes, with min/max labels."""
-    if len(points) < 2:
-        return "<p>(not enough logged steps for a curve)</p>"
-    x, y, steps, losses = _curve(points, width, height)
-    pad = 40
-    line = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(x, y))
-    return (
-        f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg" font-size="12">'
-        f'<rect width="100%" height="100%" fill="white" stroke="#ccc"/>'
-        f'<polyline fill="none" stroke="#d7301f" stroke-width="2" points="{line}"/>'
-        f'<text x="4" y="{pad - 8}">loss {losses.max():.3f}</text>'
-        f'<text x="4" y="{height - pad + 14}">{losses.min():.3f}</text>'
-        f'<text x="{pad}" y="{height - 8}">step {int(steps.min())}</text>'
-        f'<text x="{width - pad - 60}" y="{height - 8}">step {int(steps.max())}</text></svg>'
-    )
-
-
-def loss_curve_png(points: Sequence[tuple[int, float]], width: int = 640, height: int = 240) -> np.ndarray:
-    """The same curve drawn with Pillow, for the PNG report."""
-    canvas = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default()
-    draw.rectangle([0, 0, width - 1, height - 1], outline=(204, 204, 204))
-    if len(points) >= 2:
-        x, y, steps, losses = _curve(points, width, height)
-        pad = 40
-        draw.line(list(zip(x.tolist(), y.tolist())), fill=(215, 48, 31), width=2)
-        draw.text((4, pad - 20), f"training loss (SiLog) {losses.max():.3f}", fill="black", font=font)
-        draw.text((4, height - pad + 4), f"{losses.min():.3f}", fill="black", font=font)
-        draw.text((pad, height - 16), f"step {int(steps.min())}", fill="black", font=font)
-        draw.text((width - pad - 70, height - 16), f"step {int(steps.max())}", fill="black", font=font)
-    return np.asarray(canvas)
-
-
-def text_block(lines: Sequence[str], width: int) -> np.ndarray:
-    """Monospace-ish lines of text on white, for the PNG report."""
-    font = ImageFont.load_default()
-    height = 14 * len(lines) + 10
-    canvas = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(canvas)
-    for i, line in enumerate(lines):
-        draw.text((6, 5 + 14 * i), line, fill="black", font=font)
-    return np.asarray(canvas)
-
-
-def _stack(images: Sequence[np.ndarray], gap: int = 8) -> np.ndarray:
-    width = max(im.shape[1] for im in images)
-    rows = []
-    for im in images:
-        padded = np.full((im.shape[0] + gap, width, 3), 255, np.uint8)
-        padded[: im.shape[0], : im.shape[1]] = im
-        rows.append(padded)
-    return np.concatenate(rows)
 
 
 def _metrics_lines(demo: DemoResult) -> list[str]:
@@ -135,7 +66,7 @@ def _sample_panels(trainer: Trainer, models: dict[str, torch.nn.Module], count: 
 
 def _middlebury_panel(image: np.ndarray, gt: np.ndarray, predictions: dict[str, np.ndarray]) -> np.ndarray:
     """The real photo: input, ground truth, predictions affinely aligned to it (the demo's metric), error."""
-    from vpd.demo import align_to
+    from vpd.demo.depth import align_to
     from vpd.inference.visualize import colorize_depth, colorize_error, make_panel
 
     valid = gt > 0
@@ -155,7 +86,7 @@ def _middlebury_panel(image: np.ndarray, gt: np.ndarray, predictions: dict[str, 
     return make_panel(tiles, titles, columns=len(tiles))
 
 
-def write_demo_report(
+def write_depth_report(
     demo: DemoResult,
     trainer: Trainer,
     models: dict[str, torch.nn.Module],
@@ -163,11 +94,8 @@ def write_demo_report(
     gt: np.ndarray,
     predictions: dict[str, np.ndarray],
 ) -> tuple[Path, Path]:
-    """Writes ``report.html`` and ``report.png`` into the demo's output folder; returns their paths."""
-    from vpd.data.io import write_png_atomic
-
-    out = demo.output_dir
-    losses = [(int(r["step"]), float(r["train/loss"])) for r in demo.history if "train/loss" in r]
+    """Writes the depth demo's ``report.html`` and ``report.png`` into its output folder; returns their paths."""
+    losses = loss_points(demo.history)
     samples = _sample_panels(trainer, models)
     middlebury = _middlebury_panel(image, gt, predictions)
     lines = _metrics_lines(demo)
@@ -185,9 +113,9 @@ def write_demo_report(
         "check of depth ordering against cue-free priors, not evidence of generalisation to real images.",
     ]
     width = max(max(p.shape[1] for p in samples), middlebury.shape[1], 640)
-    png = _stack([text_block(summary, width), *samples, middlebury, loss_curve_png(losses)])
-    png_path = out / "report.png"
-    write_png_atomic(png_path, png)
+    png = stack_images(
+        [text_block(summary, width), *samples, middlebury, loss_curve_png(losses, label="training loss (SiLog)")]
+    )
 
     rows = "".join(
         "<tr><th>{}</th>{}<td>{:.4f}</td></tr>".format(
@@ -198,10 +126,7 @@ def write_demo_report(
         for name in MODELS
     )
     timings = ", ".join(f"{k} {v:.0f}s" for k, v in demo.seconds.items())
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>vpd demo report</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}img{{max-width:100%}}</style></head><body>
-<h1>vpd demo: VPD depth, trained on this CPU</h1>
+    body = f"""<h1>vpd demo: VPD depth, trained on this CPU</h1>
 <p>A tiny Stable-Diffusion-shaped VPD depth model (random init, no downloads) trained on procedurally rendered rooms,
 then evaluated with the NYU metrics (per image, averaged) on held-out rooms, against the untrained model and two
 baselines that never look at pixel values: a constant prediction (the median training depth) and a layout prior (depth
@@ -214,15 +139,10 @@ is not evidence that a model trained on synthetic rooms generalises to real imag
 <h2>Metrics</h2><table><tr><th>model</th>{"".join(f"<th>{m}</th>" for m in TABLE_METRICS)}
 <th>Middlebury abs_rel (aligned)</th></tr>{rows}</table>
 <p>{html.escape(timings)}; {trainer.step} steps, global batch {config.train.batch_size}.</p>
-<h2>Held-out rooms</h2>{"".join(_img_tag(p, "validation sample") for p in samples)}
-<h2>A real photo (Middlebury 2014 Motorcycle)</h2>{_img_tag(middlebury, "Middlebury")}
+<h2>Held-out rooms</h2>{"".join(img_tag(p, "validation sample") for p in samples)}
+<h2>A real photo (Middlebury 2014 Motorcycle)</h2>{img_tag(middlebury, "Middlebury")}
 <h2>Training loss</h2>{loss_curve_svg(losses)}
 <h2>Run it for real</h2>
 <pre>vpd train --config configs/depth_nyuv2.yaml --set model.pretrained=&lt;SD folder or hub id&gt;</pre>
-</body></html>
 """
-    html_path = out / "report.html"
-    tmp = html_path.with_suffix(".html.tmp")
-    tmp.write_text(page)
-    tmp.replace(html_path)
-    return html_path, png_path
+    return write_report(demo.output_dir, png, body)

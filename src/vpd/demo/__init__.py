@@ -1,0 +1,57 @@
+"""The embedded demos: a whole task pipeline on a fresh CPU machine, with no weights and no downloads.
+
+``vpd demo`` (:mod:`vpd.demo.depth`) trains a tiny VPD depth model on synthetic rooms; ``vpd demo --task semantic``
+(:mod:`vpd.demo.semantic`) a tiny VPD segmentation model. Both compare it with the untrained model and baselines on
+held-out rooms and write ``report.html`` and ``report.png``; :mod:`vpd.demo.common` holds what they share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from vpd.demo.common import DemoResult
+from vpd.demo.depth import (
+    DEMO_RECIPE,
+    ConstantDepth,
+    LayoutPrior,
+    align_to,
+    aligned_abs_rel,
+    fit_baselines,
+    middlebury_motorcycle,
+    run_depth_demo,
+)
+from vpd.demo.semantic import MajorityClass, fit_majority, run_semantic_demo
+
+_RUNNERS = {"depth": run_depth_demo, "semantic": run_semantic_demo}
+TASKS = tuple(_RUNNERS)
+"""The tasks with a demo; ``depth`` is ``vpd demo``'s default."""
+
+__all__ = [
+    "DEMO_RECIPE",
+    "TASKS",
+    "ConstantDepth",
+    "DemoResult",
+    "LayoutPrior",
+    "MajorityClass",
+    "align_to",
+    "aligned_abs_rel",
+    "fit_baselines",
+    "fit_majority",
+    "middlebury_motorcycle",
+    "run_demo",
+    "run_depth_demo",
+    "run_semantic_demo",
+]
+
+
+def run_demo(
+    output_dir: str | Path | None = None, overrides: Sequence[str] = (), progress: bool = True, *, task: str = "depth"
+) -> DemoResult:
+    """Runs ``task``'s demo end to end and writes ``report.html`` and ``report.png`` into ``output_dir`` (default:
+    ``runs/demo`` for depth, ``runs/demo_semantic`` for semantic)."""
+    if task not in _RUNNERS:
+        raise ValueError(f"no demo for task {task!r}; choose one of {', '.join(TASKS)}")
+    if output_dir is None:
+        return _RUNNERS[task](overrides=overrides, progress=progress)
+    return _RUNNERS[task](output_dir, overrides, progress)
