@@ -17,9 +17,7 @@ from vpd.data.registry import _kinds
 from vpd.training.config import load_run_config, packaged_recipes, recipe_path
 
 
-@pytest.mark.parametrize(
-    "name", ["depth_nyuv2", "depth_nyuv2_mmseg", "depth_kitti", "demo_synthetic_depth", "demo_synthetic_semantic", "semantic_ade20k"]
-)
+@pytest.mark.parametrize("name", packaged_recipes())
 def test_packaged_recipes_parse_and_bind(name):
     assert name in packaged_recipes()
     config = load_run_config(name)
