@@ -175,6 +175,11 @@ class ADE20K(_SemanticPairs):
         super().__init__(transform=transform, seed=seed)
         if split not in ("training", "validation"):
             raise ValueError(f"ADE20K: split must be 'training' or 'validation', got {split!r}")
+        if not reduce_zero_label:
+            raise ValueError(
+                "ADE20K: reduce_zero_label=false keeps annotation value 0 ('other') as a 151st label, but the dataset "
+                "names 150 classes; ADE20K is always read with reduce_zero_label=true"
+            )
         self.root = os.fspath(root)
         self.split = split
         self.reduce_zero_label = reduce_zero_label

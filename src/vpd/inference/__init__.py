@@ -1,6 +1,6 @@
 """Inference: predictors, test-time augmentation (window grids, flips, scales) and visualisation.
 
-``DepthPredictor`` / ``DepthPrediction`` are imported on first use, so ``vpd.inference.tta`` and
+The predictors are imported on first use, so ``vpd.inference.tta`` and
 ``vpd.inference.visualize`` stay light (no diffusers import) for code that only needs them.
 """
 
@@ -14,11 +14,14 @@ from vpd.inference.visualize import COLORMAPS, colorize, colorize_depth, coloriz
 
 if TYPE_CHECKING:
     from vpd.inference.predictor import DepthPrediction, DepthPredictor
+    from vpd.inference.segmentation import SemanticPrediction, SemanticPredictor
 
 __all__ = [
     "COLORMAPS",
     "DepthPrediction",
     "DepthPredictor",
+    "SemanticPrediction",
+    "SemanticPredictor",
     "colorize",
     "colorize_depth",
     "colorize_error",
@@ -36,4 +39,8 @@ def __getattr__(name: str) -> Any:
         from vpd.inference import predictor
 
         return getattr(predictor, name)
+    if name in ("SemanticPredictor", "SemanticPrediction"):
+        from vpd.inference import segmentation
+
+        return getattr(segmentation, name)
     raise AttributeError(f"module 'vpd.inference' has no attribute {name!r}")

@@ -108,22 +108,18 @@ class VPDSemantic(PretrainedModel):
         return SegmentationOutput(logits=logits)
 
 
-def segmentation_loss(
-    logits: torch.Tensor, labels: torch.Tensor, class_weights: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Cross-entropy over pixels whose label is not 255 (mean over those pixels; 0 when there are none).
+def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy as mmseg 0.30's ``CrossEntropyLoss`` computes it (``avg_non_ignore=False``): per-pixel losses
+    with pixels labelled 255 counted as 0, averaged over all pixels.
 
     Args:
         logits: ``[B, C, H, W]``.
         labels: ``[B, H, W]`` int64 class ids, 255 = ignore.
-        class_weights: optional ``[C]`` weights (referring segmentation: [0.9, 1.1]).
     """
     if labels.shape != logits.shape[:1] + logits.shape[2:]:
         raise ValueError(f"labels {tuple(labels.shape)} do not match logits {tuple(logits.shape)}")
-    valid = labels != IGNORE_INDEX
-    if not bool(valid.any()):
-        return logits.sum() * 0.0  # keeps the graph: a crop of only ignored pixels contributes nothing
-    return F.cross_entropy(logits.float(), labels.long(), weight=class_weights, ignore_index=IGNORE_INDEX)
+    per_pixel = F.cross_entropy(logits.float(), labels.long(), ignore_index=IGNORE_INDEX, reduction="none")
+    return per_pixel.mean()
 
 
 def build_vpd_semantic(

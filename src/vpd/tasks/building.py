@@ -44,16 +44,21 @@ def apply_recipe(config: C, spec: ModelConfig, class_names: tuple[str, ...] | No
     return dataclasses.replace(config, backbone=dataclasses.replace(backbone, **numerics), **values)  # type: ignore[type-var]
 
 
-def from_init(spec: ModelConfig, load: Callable[[str], Any], mutable: tuple[str, ...] = ()) -> Any:
+def from_init(
+    spec: ModelConfig, load: Callable[[str], Any], data_classes: tuple[str, ...] = (), mutable: tuple[str, ...] = ()
+) -> Any:
     """The model saved at ``spec.init`` with the recipe's applicable fields applied.
 
     Args:
         spec: the recipe's model section.
         load: ``source -> model`` (the task's ``load_model``).
+        data_classes: the training data's classes (empty: it names none); they must be the saved model's, since
+            its class embeddings and outputs are indexed by them.
         mutable: task fields that may change on trained weights (the backbone numerics always may).
 
     Raises:
-        ConfigError: a recipe field that contradicts the saved model and cannot change without retraining.
+        ConfigError: a recipe field or the data's classes contradicting the saved model where that cannot change
+            without retraining.
     """
     assert spec.init is not None
     model = load(spec.init)
@@ -70,10 +75,17 @@ def from_init(spec: ModelConfig, load: Callable[[str], Any], mutable: tuple[str,
                 "the recipe, or train from Stable Diffusion (model.init=null)"
             )
         changes[name] = value
-    if spec.class_names is not None and tuple(spec.class_names) != tuple(saved.backbone.class_names):
+    saved_names = tuple(saved.backbone.class_names)
+    if spec.class_names is not None and tuple(spec.class_names) != saved_names:
         raise ConfigError(
             f"model.class_names contradicts model.init {spec.init}, whose class embeddings are for "
-            f"{len(saved.backbone.class_names)} other classes; remove model.class_names"
+            f"{len(saved_names)} other classes; remove model.class_names"
+        )
+    if spec.class_names is None and data_classes and tuple(data_classes) != saved_names:
+        raise ConfigError(
+            f"the training data's {len(data_classes)} classes ({', '.join(data_classes[:3])}, ...) are not those of "
+            f"model.init {spec.init} ({', '.join(saved_names[:3])}, ...); set model.class_names to the model's "
+            "classes only if the data's labels are indexed the same way"
         )
     numerics = {n: getattr(spec, n) for n in _BACKBONE_FIELDS if getattr(spec, n) is not None}
     if not changes and all(getattr(saved.backbone, n) == v for n, v in numerics.items()):

@@ -168,14 +168,20 @@ class DepthTask(Task):
     higher_is_better: ClassVar[bool] = False
 
     def resolve(self, config: RunConfig) -> RunConfig:
-        """Fills ``eval.max_depth`` from the model's output range when the recipe leaves it null."""
+        """Fills what the recipe leaves null: ``model.max_depth`` from ``model.init``'s saved model, and
+        ``eval.max_depth`` from the model's output range."""
         import dataclasses
 
-        evaluation = cast(DepthEvalConfig, config.eval)
-        if evaluation.max_depth is not None:
-            return config
         model = cast(DepthModelConfig, config.model)
-        return dataclasses.replace(config, eval=dataclasses.replace(evaluation, max_depth=model.output_range))
+        if model.max_depth is None and model.init:  # a fine-tuned model keeps its own range (KITTI: 80 m)
+            from vpd.modeling.hub import read_config_json, resolve_checkpoint
+
+            saved = read_config_json(resolve_checkpoint(model.init)[0]).get("max_depth", NYU_MAX_DEPTH)
+            model = dataclasses.replace(model, max_depth=float(saved))
+        evaluation = cast(DepthEvalConfig, config.eval)
+        if evaluation.max_depth is None:
+            evaluation = dataclasses.replace(evaluation, max_depth=model.output_range)
+        return dataclasses.replace(config, model=model, eval=evaluation)
 
     def conversion_settings(self, config: RunConfig) -> dict[str, Any]:
         return {**super().conversion_settings(config), "max_depth": cast(DepthModelConfig, config.model).output_range}
@@ -185,7 +191,7 @@ class DepthTask(Task):
 
         spec = config.model
         if spec.init:
-            return cast("VPDDepth", from_init(spec, self.load_model, mutable=("max_depth",)))
+            return cast("VPDDepth", from_init(spec, self.load_model, class_names, mutable=("max_depth",)))
         names = class_names_for(config, class_names, "scene classes")
         base = tiny_vpd_depth_config(names) if spec.architecture == "tiny" else VPDDepthConfig()
         load: dict[str, Any] = {"original_config": spec.original_config} if spec.original_config else {}

@@ -18,7 +18,6 @@ from vpd.training.config import AugmentConfig, EvalConfig, ModelConfig
 
 if TYPE_CHECKING:
     from vpd.data.base import PerceptionDataset, Transform
-    from vpd.metrics.segmentation import SegmentationMetricAccumulator
     from vpd.modeling.semantic import VPDSemantic
     from vpd.training.config import RunConfig
 
@@ -103,25 +102,21 @@ class SemanticEvalConfig(EvalConfig):
 
 
 class SegmentationMetrics:
-    """mIoU / aAcc / mAcc (mmseg's protocol) over the task's batches; per-class table on request."""
+    """mIoU / aAcc / mAcc (mmseg's protocol) over the task's batches; a per-class table (``tables``)."""
 
-    def __init__(self, class_names: tuple[str, ...] | None = None, num_classes: int | None = None) -> None:
-        self.class_names = class_names
-        self.num_classes = num_classes
-        self.accumulator: SegmentationMetricAccumulator | None = None
-
-    def update(self, prediction: torch.Tensor, batch: dict[str, Any]) -> None:
+    def __init__(self, class_names: tuple[str, ...]) -> None:
         from vpd.metrics.segmentation import SegmentationMetricAccumulator
 
+        # Created up front: every process joins the cross-process sum, also one that was given no image.
+        self.accumulator = SegmentationMetricAccumulator(len(class_names), class_names)
+
+    def update(self, prediction: torch.Tensor, batch: dict[str, Any]) -> None:
         if "semantic" not in batch:
             raise ValueError("evaluation needs ground-truth labels (target 'semantic'); this dataset has none")
-        if self.accumulator is None:
-            classes = self.num_classes or prediction.shape[1]
-            self.accumulator = SegmentationMetricAccumulator(classes, self.class_names)
         self.accumulator.update(prediction.argmax(1).cpu(), batch["semantic"].cpu(), names=batch["name"])
 
     def compute(self) -> dict[str, float]:
-        if self.accumulator is None or self.accumulator.count == 0:
+        if self.accumulator.count == 0:
             raise ValueError("no sample was evaluated")
         metrics = self.accumulator.compute()
         if not np.isfinite(metrics["mIoU"]):
@@ -130,15 +125,14 @@ class SegmentationMetrics:
 
     def tables(self) -> dict[str, list[dict[str, Any]]]:
         """``per_class``: IoU, accuracy, intersection and union per class (with names)."""
-        return {"per_class": [] if self.accumulator is None else self.accumulator.per_class()}
+        return {"per_class": self.accumulator.per_class()}
 
     def gather(self) -> None:
-        if self.accumulator is not None:
-            self.accumulator.gather()
+        self.accumulator.gather()
 
     @property
     def rows(self) -> list[dict[str, Any]]:
-        return [] if self.accumulator is None else self.accumulator.rows
+        return self.accumulator.rows
 
 
 @register_task
@@ -186,7 +180,7 @@ class SemanticTask(Task):
 
         spec = config.model
         if spec.init:
-            return cast("VPDSemantic", from_init(spec, self.load_model))
+            return cast("VPDSemantic", from_init(spec, self.load_model, class_names, mutable=("dropout",)))
         names = class_names_for(config, class_names, "label classes")
         base = tiny_vpd_semantic_config(names) if spec.architecture == "tiny" else VPDSemanticConfig()
         load: dict[str, Any] = {"original_config": spec.original_config} if spec.original_config else {}
@@ -205,13 +199,14 @@ class SemanticTask(Task):
         return VPDSemantic.from_pretrained(source, device=device)
 
     def train_transform(self, config: RunConfig) -> Transform | None:
-        from vpd.data.seg_transforms import Pad, seg_train_transform
-        from vpd.data.transforms import Compose, RandomCrop
+        from vpd.data.seg_transforms import Pad, RandomCropCatMax, seg_train_transform
+        from vpd.data.transforms import Compose
 
         augment = cast(SemanticAugmentConfig, config.augment)
         if augment.enabled:
             return seg_train_transform(augment.crop_size, augment.img_scale, augment.ratio_range, augment.cat_max_ratio)
-        return Compose([Pad(augment.crop_size), RandomCrop(augment.crop_size)])
+        # Unaugmented: a plain random crop (images smaller than the crop keep all they have), padded to the crop.
+        return Compose([RandomCropCatMax(augment.crop_size, cat_max_ratio=1.0), Pad(augment.crop_size)])
 
     def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         from vpd.modeling.semantic import segmentation_loss
@@ -223,6 +218,8 @@ class SemanticTask(Task):
         return predict_segmentation(model, batch["image"], cast(SemanticEvalConfig, config))
 
     def metrics(self, config: EvalConfig, class_names: tuple[str, ...] | None = None) -> SegmentationMetrics:
+        if not class_names:
+            raise ValueError("segmentation metrics need the model's class names")
         return SegmentationMetrics(class_names)
 
     def save_prediction(self, model: torch.nn.Module, prediction: torch.Tensor, stem: Path) -> None:

@@ -110,8 +110,9 @@ class OptimConfig:
         schedule: ``vpd`` (official depth, per iteration), ``mmseg`` (mmseg's depth: linear warm-up, poly,
             constant), ``poly`` (mmcv's PolyLrUpdaterHook), ``cosine`` or ``constant``.
         poly_power: exponent of ``poly``.
-        warmup: ``linear`` (mmcv's: scales the already-decayed rate by ``1 - (1 - i / warmup_steps) *
-            (1 - warmup_ratio)``) or ``none``; for ``mmseg`` the linear phase is ``warmup_steps`` long.
+        warmup: ``linear`` or ``none``; ``poly`` warms up as mmcv (scaling the already-decayed rate by
+            ``1 - (1 - i / warmup_steps) * (1 - warmup_ratio)``), ``cosine`` rises linearly to the peak; ``mmseg``'s
+            linear phase is always ``warmup_steps`` long (its recipe: 12000); ``vpd`` has its own rise.
         param_rules: ordered rules; the first whose key matches a parameter's name decides its multipliers alone
             (mmcv's ``custom_keys``); no match: 1 and 1.
         no_decay: parameters that never decay, whatever the rules say: ``1d_and_bias`` (official VPD depth),

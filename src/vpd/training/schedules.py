@@ -89,9 +89,9 @@ def group_lr(optim: Any, step: int, total: int, iters_per_epoch: int, epochs: in
     if o.schedule == "vpd":
         base = vpd_depth_lr(step + 1, iters_per_epoch, epochs, o.lr, o.min_lr)  # the official loop counts from 1
     elif o.schedule == "mmseg":
-        base = mmseg_depth_lr(step, o.lr, o.warmup_steps or 12000, o.poly_end_step)
+        base = mmseg_depth_lr(step, o.lr, o.warmup_steps, o.poly_end_step)
     elif o.schedule == "cosine":
-        base = cosine_lr(step, total, o.lr, o.warmup_steps, o.min_lr)
+        base = cosine_lr(step, total, o.lr, o.warmup_steps if o.warmup == "linear" else 0, o.min_lr)
     else:
         base = o.lr
     return base * lr_scale
