@@ -186,3 +186,22 @@ def test_vpd_predict_writes_labels_colours_and_overlays(tmp_path, capsys):
     assert np.load(out / "sub" / "a_probs.npy").shape == (2, 30, 44)
     assert {p.name for p in (out / "sub").iterdir()} == {"a_labels.png", "a_labels_color.png", "a_overlay.png",
                                                          "a_probs.npy"}  # fmt: skip
+
+
+def test_labels_without_probabilities_are_taken_before_the_resize_back(tmp_path):
+    """A large photo at a processing resolution: labels come back with nearest, never C full-size score maps."""
+    from vpd.inference.segmentation import SemanticPredictor
+    from vpd.modeling.semantic import build_vpd_semantic, tiny_vpd_semantic_config
+
+    model = build_vpd_semantic(tiny_vpd_semantic_config(("wall", "floor", "chair")), seed=5).eval()
+    predictor = SemanticPredictor(model)
+    image = np.random.default_rng(2).integers(0, 256, (60, 90, 3), dtype=np.uint8)
+    settings = {"img_scale": None, "mode": "whole", "processing_resolution": 45}
+    labels = predictor(image, **settings).labels
+    small = predictor(np.asarray(torch.nn.functional.interpolate(
+        torch.from_numpy(image).permute(2, 0, 1)[None].float(), size=(30, 45), mode="bilinear", antialias=True
+    )[0].permute(1, 2, 0).round().clamp(0, 255).byte()), img_scale=None, mode="whole")  # fmt: skip
+    assert labels.shape == (60, 90)
+    rows, cols = np.arange(60) * 30 // 60, np.arange(90) * 45 // 90
+    agree = (labels == small.labels[rows][:, cols]).mean()
+    assert agree > 0.9  # nearest upsampling of the processed labels (the resized inputs differ by rounding only)

@@ -14,6 +14,12 @@ def first_line(err: BaseException) -> str:
     return lines[0].strip("'\"") if lines else type(err).__name__
 
 
+def is_out_of_memory(err: BaseException) -> bool:
+    """True for torch's allocation failures (CPU ``DefaultCPUAllocator`` and CUDA out-of-memory)."""
+    text = str(err)
+    return isinstance(err, MemoryError) or "out of memory" in text or "DefaultCPUAllocator" in text
+
+
 def worker_error(err: BaseException) -> BaseException:
     """The error a DataLoader worker raised, without the traceback text torch folds into the message.
 

@@ -210,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from vpd.data.io import read_image
+    from vpd.errors import first_line, is_out_of_memory
     from vpd.inference.base import fitting_resolution, processed_size
     from vpd.inference.outputs import TASK_OPTIONS, writer_for
     from vpd.runtime import resolve_device
@@ -256,12 +257,17 @@ def run(args: argparse.Namespace) -> int:
                 max_pixels=None,  # budgeted per image below
                 **options,
             )
-        except ValueError as err:
+        except (ValueError, RuntimeError) as err:
+            if isinstance(err, RuntimeError) and not is_out_of_memory(err):
+                raise
             if len(group) > 1:  # find the image at fault; the others are still predicted
                 for item in group:
                     predict([item], resolution)
                 return
-            skip(group[0][0], f"{group[0][0].source}: {err}")
+            reason: object = err
+            if isinstance(err, RuntimeError):
+                reason = f"out of memory ({first_line(err)}); try a smaller --max-pixels"
+            skip(group[0][0], f"{group[0][0].source}: {reason}")
             return
         for (job, image), prediction in zip(group, predictions, strict=True):
             target = os.path.join(args.output, job.stem)

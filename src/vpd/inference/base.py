@@ -219,6 +219,14 @@ class ImagePredictor:
         """``[n, 3, h, w]`` images on the model's device and dtype -> ``[n, C, h, w]`` outputs."""
         raise NotImplementedError
 
+    def _restore(self, output: torch.Tensor, size: tuple[int, int], **options: Any) -> torch.Tensor:
+        """``[1, C, h, w]`` at the processing resolution -> ``[1, C', H, W]`` at the image's size (bilinear)."""
+        if tuple(output.shape[-2:]) == tuple(size):
+            return output
+        shrink = output.shape[-2] > size[0]
+        antialias = self.resize_antialias and shrink
+        return F.interpolate(output, size=size, mode="bilinear", align_corners=False, antialias=antialias)
+
     def run(
         self,
         images: ImageInput | Sequence[ImageInput],
@@ -265,17 +273,7 @@ class ImagePredictor:
                     batch = torch.stack([processed[i] for i in chunk]).to(device=device, dtype=dtype)
                     out = self._predict_batch(batch, batch_size=batch_size, **options).float()
                     for k, i in enumerate(chunk):
-                        single = out[k : k + 1]
-                        if tuple(single.shape[-2:]) != sizes[i]:
-                            shrink = single.shape[-2] > sizes[i][0]
-                            single = F.interpolate(
-                                single,
-                                size=sizes[i],
-                                mode="bilinear",
-                                align_corners=False,
-                                antialias=self.resize_antialias and shrink,
-                            )
-                        outputs[i] = single[0]
+                        outputs[i] = self._restore(out[k : k + 1], sizes[i], **options)[0]
         assert all(o is not None for o in outputs)
         return outputs, sizes, is_batch  # type: ignore[return-value]
 

@@ -55,6 +55,16 @@ class SemanticPredictor(ImagePredictor):
 
         return VPDSemantic
 
+    def _restore(self, output: torch.Tensor, size: tuple[int, int], **options: Any) -> torch.Tensor:
+        """Without probabilities, labels are taken at the processing resolution and resized with nearest: the
+        ``C``-channel scores of a large photo at full size would need ``C`` times its pixels in memory."""
+        if options["return_probabilities"]:
+            return super()._restore(output, size)
+        labels = output.argmax(1, keepdim=True).float()
+        if tuple(labels.shape[-2:]) == tuple(size):
+            return labels
+        return torch.nn.functional.interpolate(labels, size=size, mode="nearest-exact")
+
     def _predict_batch(self, images: torch.Tensor, **options: Any) -> torch.Tensor:
         from vpd.tasks.semantic import predict_segmentation
 
@@ -123,12 +133,17 @@ class SemanticPredictor(ImagePredictor):
             batch_size=1,  # images of a size share a batch; windows are batched by `settings.batch_size`
             max_pixels=max_pixels,
             settings=settings,
+            return_probabilities=return_probabilities,
         )
         averaged = flip or len(settings.ratios) > 1  # several views come back as mean probabilities already
         results = []
         for scores, size in zip(outputs, sizes):
-            labels = scores.argmax(0)
-            probabilities = (scores if averaged else scores.softmax(0)) if return_probabilities else None
+            if return_probabilities:
+                probabilities = scores if averaged else scores.softmax(0)
+                labels = scores.argmax(0)
+            else:  # ``_restore`` gave the labels as one channel
+                probabilities, labels = None, scores[0]
+            labels = labels.long()
             if output_type == "np":
                 as_np = None if probabilities is None else probabilities.cpu().numpy()
                 results.append(SemanticPrediction(labels.cpu().numpy(), as_np, self.class_names, size))
