@@ -150,11 +150,11 @@ def convert_checkpoint(
             fit (named keys, NaN values), each prefixed with the file.
     """
     source = str(checkpoint) if not isinstance(checkpoint, Mapping) else "checkpoint"
+    if layout is not None and layout not in CONVERTERS:  # before reading a multi-GB file
+        raise ValueError(f"--format {layout!r}: unknown layout; known: {', '.join(CONVERTERS)}")
     raw = checkpoint if isinstance(checkpoint, Mapping) else load_checkpoint(checkpoint, allow_globals)
     try:
         state = extract_state_dict(raw)
-        if layout is not None and layout not in CONVERTERS:
-            raise ValueError(f"unknown format {layout!r}; known: {', '.join(CONVERTERS)}")
         converter = CONVERTERS[layout] if layout is not None else detect(state)
         if task is not None and converter.task != task:
             raise ValueError(f"a {converter.task} checkpoint ({converter.name}), but the recipe's task is {task}")

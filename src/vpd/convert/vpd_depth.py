@@ -132,6 +132,7 @@ def convert_vpd_depth(
     model = convert_checkpoint(
         checkpoint,
         {"vpd": "vpd-depth", "mmseg": "mmseg-vpd-depth", None: None}[layout],
+        task="depth",
         allow_globals=allow_globals,
         num_heads=num_heads,
         max_depth=base.max_depth,

@@ -23,11 +23,9 @@ import numpy as np
 
 from vpd.data.base import IGNORE_INDEX, PerceptionDataset, Sample, Transform, check_files
 from vpd.data.classes import ADE20K_CLASSES
-from vpd.data.io import _open_checked, list_images, read_image
+from vpd.data.io import SIXTEEN_BIT_GRAY_MODES, _open_checked, list_images, read_image
 
 __all__ = ["ADE20K", "SegmentationFolder", "apply_reduce_zero_label", "read_classes", "read_label_png"]
-
-_SIXTEEN_BIT_GRAY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 # 0 -> 255 (ignore), v -> v - 1, 255 -> 255: mmseg's reduce_zero_label as a lookup table.
 _REDUCE_ZERO_LUT = np.arange(-1, 255, dtype=np.int64)
@@ -58,7 +56,7 @@ def read_label_png(path: str | os.PathLike[str]) -> np.ndarray:
             return np.array(image, dtype=np.uint8)
         if mode == "1":
             return np.array(image, dtype=np.uint8)  # 0 / 1
-        if mode in _SIXTEEN_BIT_GRAY_MODES:
+        if mode in SIXTEEN_BIT_GRAY_MODES:
             values = np.asarray(image)
             if values.size and (int(values.max()) > 255 or int(values.min()) < 0):
                 raise ValueError(

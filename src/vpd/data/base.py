@@ -108,6 +108,11 @@ def sample_to_tensors(sample: Sample) -> dict[str, Any]:
     return out
 
 
+def image_uint8(batch: dict[str, Any], index: int = 0) -> np.ndarray:
+    """Image ``index`` of a batch back as uint8 ``[H, W, 3]`` (the inverse of :func:`sample_to_tensors`)."""
+    return (batch["image"][index].permute(1, 2, 0).float().cpu().numpy() * 255).round().astype(np.uint8)
+
+
 class PerceptionDataset(Dataset):
     """Base class of every dataset: subclasses set ``class_names`` and implement ``__len__`` and ``load``.
 

@@ -50,7 +50,7 @@ _ORIENTATION_OPS: dict[int, Callable[[np.ndarray], np.ndarray]] = {
     8: lambda a: np.rot90(a, k=1),
 }
 
-_SIXTEEN_BIT_GRAY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+SIXTEEN_BIT_GRAY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
 def _open_checked(path: str) -> Image.Image:
@@ -105,7 +105,7 @@ def _exif_orientation(image: Image.Image) -> int:
         return 1
 
 
-def _sixteen_to_eight(values: np.ndarray) -> np.ndarray:
+def sixteen_to_eight(values: np.ndarray) -> np.ndarray:
     """Rounds 16-bit values to 8 bits: ``round(v * 255 / 65535) == round(v / 257)``, so 8-bit data stored as 16-bit
     (``v = 257 * k``) round-trips exactly and white stays 255."""
     v = np.clip(values.astype(np.int64), 0, 65535)
@@ -141,8 +141,8 @@ def _to_rgb(path: str, image: Image.Image) -> np.ndarray:
     """Pixels of a loaded image as uint8 ``[H, W, 3]`` RGB (before the EXIF orientation)."""
     mode = image.mode
     array: np.ndarray
-    if mode in _SIXTEEN_BIT_GRAY_MODES:
-        gray = _sixteen_to_eight(np.asarray(image))
+    if mode in SIXTEEN_BIT_GRAY_MODES:
+        gray = sixteen_to_eight(np.asarray(image))
         array = np.repeat(gray[..., None], 3, axis=2)
     elif mode in ("L", "1"):
         gray = np.asarray(image.convert("L"))
@@ -152,7 +152,7 @@ def _to_rgb(path: str, image: Image.Image) -> np.ndarray:
         array = np.repeat(gray[..., None], 3, axis=2)
     elif mode in ("RGB", "RGBA"):
         full = _png_rgb16(path, image)
-        array = _sixteen_to_eight(full[..., :3]) if full is not None else np.asarray(image)[..., :3]
+        array = sixteen_to_eight(full[..., :3]) if full is not None else np.asarray(image)[..., :3]
     elif mode in ("F", "I;32F"):
         raise ValueError(f"{path}: floating-point image (mode {mode}); expected 8- or 16-bit integer pixels")
     else:
@@ -212,7 +212,7 @@ def read_depth_png(path: str | os.PathLike[str], scale: float, *, allow_8bit: bo
     if not (math.isfinite(scale) and scale > 0):
         raise ValueError(f"read_depth_png: scale must be a finite number > 0 (NYU mm: 1000, KITTI: 256), got {scale}")
     with _open_checked(path) as image:
-        if image.mode not in (*_SIXTEEN_BIT_GRAY_MODES, "L"):
+        if image.mode not in (*SIXTEEN_BIT_GRAY_MODES, "L"):
             raise ValueError(
                 f"{path}: a depth PNG must be single-channel 16-bit, got mode {image.mode} "
                 f"({len(image.getbands())} channels)"

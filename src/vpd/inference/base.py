@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from vpd.data.io import read_image
+from vpd.data.io import SIXTEEN_BIT_GRAY_MODES, read_image, sixteen_to_eight
 from vpd.limits import MAX_MODEL_PIXELS, MAX_PROCESSING_RESOLUTION
 
 __all__ = ["ImageInput", "ImagePredictor", "fitting_resolution", "processed_size"]
@@ -27,9 +27,6 @@ __all__ = ["ImageInput", "ImagePredictor", "fitting_resolution", "processed_size
 #: One image: a file path, a PIL image, a numpy array (uint8 or float in [0, 1]; ``[H, W]``, ``[H, W, 1|3|4]``) or a
 #: torch tensor (uint8 or float in [0, 1]; ``[H, W]`` or ``[1|3, H, W]``).
 ImageInput = Union[str, "os.PathLike[str]", Image.Image, np.ndarray, torch.Tensor]
-
-_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
-
 
 def describe(item: object) -> str:
     if isinstance(item, (np.ndarray, torch.Tensor)):
@@ -197,9 +194,8 @@ class ImagePredictor:
         if isinstance(item, (str, os.PathLike)):
             item = read_image(item)
         if isinstance(item, Image.Image):
-            if item.mode in _SIXTEEN_BIT_MODES:
-                gray = np.asarray(item).astype(np.int64)
-                item = ((np.clip(gray, 0, 65535) + 128) // 257).astype(np.uint8)  # round(v / 257), as read_image does
+            if item.mode in SIXTEEN_BIT_GRAY_MODES:
+                item = sixteen_to_eight(np.asarray(item))  # as read_image does
             else:
                 item = np.asarray(item.convert("RGB"))
         if isinstance(item, np.ndarray):

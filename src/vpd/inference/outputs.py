@@ -102,10 +102,11 @@ class SemanticWriter(Writer):
         return SemanticPredictor
 
     def options(self, formats: tuple[str, ...]) -> dict[str, Any]:
+        from vpd.data.base import IGNORE_INDEX
         from vpd.inference.grids import MS_RATIOS
 
-        if len(self.predictor.class_names) > 256:
-            raise ValueError("the model has more than 256 classes, which an 8-bit label PNG cannot hold")
+        if len(self.predictor.class_names) > IGNORE_INDEX:  # ids 0..254 in an 8-bit PNG; 255 means "ignore"
+            raise ValueError(f"the model has more than {IGNORE_INDEX} classes, which an 8-bit label PNG cannot hold")
         ratios = MS_RATIOS if self.args.ms else (1.0,)
         return {"flip": self.args.flip, "ratios": ratios, "return_probabilities": "probs" in formats}
 

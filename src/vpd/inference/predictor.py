@@ -24,8 +24,6 @@ import torch
 from PIL import Image
 
 from vpd.inference.base import ImageInput, ImagePredictor, is_int
-from vpd.inference.grids import square_grid
-from vpd.inference.tta import predict_tta
 from vpd.limits import MAX_MODEL_PIXELS, MAX_WINDOWS
 
 __all__ = ["DepthPrediction", "DepthPredictor", "ImageInput"]
@@ -117,15 +115,12 @@ class DepthPredictor(ImagePredictor):
         raise ValueError(f"scene: expected a class name, an index or None, got {type(scene).__name__}")
 
     def _predict_batch(self, images: torch.Tensor, **options: Any) -> torch.Tensor:
+        from vpd.tasks.depth import predict_depth
+
         class_id = options["class_id"]
         ids = None if class_id is None else torch.full((images.shape[0],), class_id, dtype=torch.long)
-        return predict_tta(
-            lambda x, c: self.model(x, class_ids=c).depth,
-            images,
-            ids,
-            grid=square_grid(options["windows"]),
-            flip=options["flip"],
-            batch_size=options["batch_size"],
+        return predict_depth(
+            self.model, images, ids, flip=options["flip"], windows=options["windows"], batch_size=options["batch_size"]
         )
 
     # A str is itself a Sequence[str]; overloads are tried in order, so a path still gets a single prediction.

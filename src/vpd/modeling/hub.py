@@ -51,10 +51,10 @@ class PretrainedModel(nn.Module):
     def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
         """Writes ``config.json`` and ``model.safetensors`` into ``directory`` (created), atomically.
 
-        The files are written into a temporary sibling folder first. A new ``directory`` is that folder renamed
-        into place (one atomic step); an existing one gets each file replaced by rename. An interrupted save never
-        leaves a half-written checkpoint. Files and folder get the permissions of the process umask, like any
-        file the user writes.
+        The files are written into a temporary sibling folder first, which is then renamed to ``directory`` (an
+        existing one is moved aside first and removed after), so the config and the weights always change together
+        and an interrupted save never leaves a half-written or mismatched checkpoint. Files and folder get the
+        permissions of the process umask, like any file the user writes.
 
         Raises:
             OSError: the folder cannot be written (disk full, permissions), naming it.
@@ -73,12 +73,14 @@ class PretrainedModel(nn.Module):
             umask = _umask()
             for name in (CONFIG_NAME, WEIGHTS_NAME):
                 os.chmod(tmp / name, 0o666 & ~umask)
+            os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700
             if not directory.exists():
-                os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700
                 os.rename(tmp, directory)
-            else:
-                for name in (CONFIG_NAME, WEIGHTS_NAME):
-                    os.replace(tmp / name, directory / name)
+            else:  # config and weights change together: the old folder moves aside, the new one takes its name
+                old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old.", dir=directory.parent))
+                os.rename(directory, old / directory.name)
+                os.rename(tmp, directory)
+                shutil.rmtree(old, ignore_errors=True)
         except Exception as err:  # disk full shows up as OSError, SafetensorError or RuntimeError
             reason = first_line(err)
             raise OSError(f"cannot write the model folder {directory}: {reason}") from None

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from vpd.data.base import image_uint8
 from vpd.report.common import (
     img_tag,
     loss_curve_png,
@@ -49,7 +50,7 @@ def _sample_panels(trainer: Trainer, models: dict[str, torch.nn.Module], count: 
         batch = single_batch(trainer.val_set[index], device)
         gt = batch["depth"][0, 0].cpu().numpy()
         vmin, vmax = float(gt[gt > 0].min()), float(gt.max())
-        image = (batch["image"][0].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+        image = image_uint8(batch)
         tiles, titles = [image, colorize_depth(gt, vmin=vmin, vmax=vmax)], ["room", "ground truth"]
         prediction = None
         for name in ("untrained", "trained"):

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from vpd.data.base import image_uint8
 from vpd.report.common import (
     img_tag,
     loss_curve_png,
@@ -51,7 +52,7 @@ def _semantic_panels(
     panels = []
     for index in range(min(count, len(trainer.val_set))):
         batch = single_batch(trainer.val_set[index], device)
-        image = (batch["image"][0].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+        image = image_uint8(batch)
         tiles = [image, colorize_labels(batch["semantic"][0].cpu().numpy(), palette)]
         titles = ["room", "ground truth"]
         for name in ("untrained", "trained"):

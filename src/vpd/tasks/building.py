@@ -103,3 +103,44 @@ def class_names_for(config: RunConfig, dataset_names: tuple[str, ...], what: str
     if not names:
         raise ConfigError(f"model.class_names: the training data has no {what}; name at least one")
     return names
+
+
+def build_from_recipe(
+    config: RunConfig,
+    data_classes: tuple[str, ...],
+    *,
+    model_class: Any,
+    full: Callable[[], Any],
+    tiny: Callable[[tuple[str, ...]], Any],
+    load: Callable[[str], Any],
+    what: str,
+    mutable: tuple[str, ...] = (),
+) -> Any:
+    """A task's VPD model for a run: ``model.init`` (see :func:`from_init`), else a fresh ``model_class`` on the
+    architecture ``model.architecture`` names (``full()`` or ``tiny(classes)``) with the recipe's fields applied,
+    built on Stable Diffusion by :func:`vpd.modeling.builder.build_vpd_model`.
+
+    Args:
+        config: the run.
+        data_classes: the training data's classes.
+        model_class: the model class; full, tiny: its architectures; load: ``source -> model``.
+        what: what the classes are, for the message when there are none ("scene classes").
+        mutable: fields that may change on a ``model.init`` model.
+    """
+    from vpd.modeling.builder import build_vpd_model
+
+    spec = config.model
+    if spec.init:
+        return from_init(spec, load, data_classes, mutable)
+    names = class_names_for(config, data_classes, what)
+    base = tiny(names) if spec.architecture == "tiny" else full()
+    extra: dict[str, Any] = {"original_config": spec.original_config} if spec.original_config else {}
+    return build_vpd_model(
+        model_class,
+        apply_recipe(base, spec, names),
+        stable_diffusion=spec.pretrained,
+        text_encoder=spec.text_encoder,
+        class_embeddings=spec.class_embeddings,
+        seed=config.train.seed,
+        **extra,
+    )

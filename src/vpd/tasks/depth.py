@@ -10,12 +10,13 @@ import numpy as np
 import torch
 
 from vpd.configuration import check_range
+from vpd.data.base import image_uint8
 from vpd.data.nyuv2 import NYU_MAX_DEPTH
 from vpd.limits import MAX_WINDOWS
 from vpd.modeling.losses import silog_loss
 from vpd.tasks import register_task
 from vpd.tasks.base import Task
-from vpd.tasks.building import apply_recipe, class_names_for, from_init
+from vpd.tasks.building import build_from_recipe
 from vpd.training.config import AugmentConfig, EvalConfig, ModelConfig
 
 if TYPE_CHECKING:
@@ -187,21 +188,20 @@ class DepthTask(Task):
         return {**super().conversion_settings(config), "max_depth": cast(DepthModelConfig, config.model).output_range}
 
     def build_model(self, config: RunConfig, class_names: tuple[str, ...]) -> VPDDepth:
-        from vpd.modeling.depth import VPDDepthConfig, build_vpd_depth, tiny_vpd_depth_config
+        from vpd.modeling.depth import VPDDepth, VPDDepthConfig, tiny_vpd_depth_config
 
-        spec = config.model
-        if spec.init:
-            return cast("VPDDepth", from_init(spec, self.load_model, class_names, mutable=("max_depth",)))
-        names = class_names_for(config, class_names, "scene classes")
-        base = tiny_vpd_depth_config(names) if spec.architecture == "tiny" else VPDDepthConfig()
-        load: dict[str, Any] = {"original_config": spec.original_config} if spec.original_config else {}
-        return build_vpd_depth(
-            apply_recipe(base, spec, names),
-            stable_diffusion=spec.pretrained,
-            text_encoder=spec.text_encoder,
-            class_embeddings=spec.class_embeddings,
-            seed=config.train.seed,
-            **load,
+        return cast(
+            "VPDDepth",
+            build_from_recipe(
+                config,
+                class_names,
+                model_class=VPDDepth,
+                full=VPDDepthConfig,
+                tiny=tiny_vpd_depth_config,
+                load=self.load_model,
+                what="scene classes",
+                mutable=("max_depth",),
+            ),
         )
 
     def load_model(self, source: str, device: str | torch.device = "cpu") -> VPDDepth:
@@ -224,19 +224,13 @@ class DepthTask(Task):
         return loss, {"silog": float(loss.detach())}
 
     def predict(self, model: torch.nn.Module, batch: dict[str, Any], config: EvalConfig) -> torch.Tensor:
-        from vpd.inference.grids import square_grid
-        from vpd.inference.tta import predict_tta
-
-        def forward(images: torch.Tensor, class_ids: torch.Tensor | None) -> torch.Tensor:
-            return model(images, class_ids).depth
-
         settings = cast(DepthEvalConfig, config)
-        return predict_tta(
-            forward,
+        return predict_depth(
+            model,
             batch["image"],
             batch.get("class_id"),
-            grid=square_grid(settings.windows),
             flip=settings.flip,
+            windows=settings.windows,
             batch_size=settings.batch_size,
         )
 
@@ -252,7 +246,7 @@ class DepthTask(Task):
     def visualize(self, batch: dict[str, Any], prediction: torch.Tensor, index: int = 0) -> np.ndarray:
         from vpd.inference.visualize import colorize_depth, colorize_error, make_panel
 
-        image = (batch["image"][index].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+        image = image_uint8(batch, index)
         pred = prediction[index, 0].float().cpu().numpy()
         if "depth" not in batch:
             return make_panel([image, colorize_depth(pred)], titles=["input", "prediction"], columns=2)
@@ -267,3 +261,22 @@ class DepthTask(Task):
             colorize_error(error, vmax=0.5, invalid_mask=~valid),
         ]
         return make_panel(tiles, titles=["input", "prediction", "ground truth", "abs rel error"], columns=4)
+
+
+def predict_depth(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    class_ids: torch.Tensor | None,
+    *,
+    flip: bool,
+    windows: int | None,
+    batch_size: int,
+) -> torch.Tensor:
+    """Depth's test: square windows along the long side (official: 2) and flips, ``[B, 3, H, W] -> [B, 1, H, W]``."""
+    from vpd.inference.grids import square_grid
+    from vpd.inference.tta import predict_tta
+
+    def forward(crops: torch.Tensor, ids: torch.Tensor | None) -> torch.Tensor:
+        return model(crops, class_ids=ids).depth
+
+    return predict_tta(forward, images, class_ids, grid=square_grid(windows), flip=flip, batch_size=batch_size)

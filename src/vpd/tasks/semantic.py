@@ -10,10 +10,11 @@ import numpy as np
 import torch
 
 from vpd.configuration import ConfigError, check_range
+from vpd.data.base import IGNORE_INDEX, image_uint8
 from vpd.inference.grids import ADE_CROP, ADE_IMG_SCALE, ADE_RATIO_RANGE, ADE_STRIDE
 from vpd.tasks import register_task
 from vpd.tasks.base import Task
-from vpd.tasks.building import apply_recipe, class_names_for, from_init
+from vpd.tasks.building import build_from_recipe
 from vpd.training.config import AugmentConfig, EvalConfig, ModelConfig
 
 if TYPE_CHECKING:
@@ -176,21 +177,20 @@ class SemanticTask(Task):
         return tuple(getattr(dataset, "semantic_class_names", None) or dataset.class_names)
 
     def build_model(self, config: RunConfig, class_names: tuple[str, ...]) -> VPDSemantic:
-        from vpd.modeling.semantic import VPDSemanticConfig, build_vpd_semantic, tiny_vpd_semantic_config
+        from vpd.modeling.semantic import VPDSemantic, VPDSemanticConfig, tiny_vpd_semantic_config
 
-        spec = config.model
-        if spec.init:
-            return cast("VPDSemantic", from_init(spec, self.load_model, class_names, mutable=("dropout",)))
-        names = class_names_for(config, class_names, "label classes")
-        base = tiny_vpd_semantic_config(names) if spec.architecture == "tiny" else VPDSemanticConfig()
-        load: dict[str, Any] = {"original_config": spec.original_config} if spec.original_config else {}
-        return build_vpd_semantic(
-            apply_recipe(base, spec, names),
-            stable_diffusion=spec.pretrained,
-            text_encoder=spec.text_encoder,
-            class_embeddings=spec.class_embeddings,
-            seed=config.train.seed,
-            **load,
+        return cast(
+            "VPDSemantic",
+            build_from_recipe(
+                config,
+                class_names,
+                model_class=VPDSemantic,
+                full=VPDSemanticConfig,
+                tiny=tiny_vpd_semantic_config,
+                load=self.load_model,
+                what="label classes",
+                mutable=("dropout",),
+            ),
         )
 
     def load_model(self, source: str, device: str | torch.device = "cpu") -> VPDSemantic:
@@ -226,14 +226,14 @@ class SemanticTask(Task):
         from vpd.data.io import write_png_atomic
 
         labels = prediction.argmax(0).cpu().numpy()
-        if labels.max(initial=0) > 255:
-            raise ValueError("more than 256 classes do not fit an 8-bit label PNG")
+        if labels.max(initial=0) >= IGNORE_INDEX:  # ids 0..254 in an 8-bit PNG; 255 means "ignore"
+            raise ValueError(f"more than {IGNORE_INDEX} classes do not fit an 8-bit label PNG")
         write_png_atomic(stem.with_name(stem.name + ".png"), labels.astype(np.uint8))
 
     def visualize(self, batch: dict[str, Any], prediction: torch.Tensor, index: int = 0) -> np.ndarray:
         from vpd.inference.visualize import colorize_labels, make_panel
 
-        image = (batch["image"][index].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+        image = image_uint8(batch, index)
         labels = prediction[index].argmax(0).cpu().numpy()
         tiles, titles = [image, colorize_labels(labels)], ["input", "prediction"]
         if "semantic" in batch:
