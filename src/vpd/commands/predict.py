@@ -212,15 +212,14 @@ def run(args: argparse.Namespace) -> int:
     from vpd.data.io import read_image
     from vpd.errors import first_line, is_out_of_memory
     from vpd.inference.base import fitting_resolution, processed_size
-    from vpd.inference.outputs import TASK_OPTIONS, writer_for
+    from vpd.inference.outputs import foreign_options, writer_for
     from vpd.runtime import resolve_device
 
     start = time.perf_counter()
     writer_class = writer_for(args.model)  # the task, from config.json: fails before anything is read
-    for option, task in TASK_OPTIONS.items():
-        if getattr(args, option) not in (None, False) and task != writer_class.task:
-            flag = "--" + option.replace("_", "-")
-            raise ValueError(f"{flag} applies to {task} models; {args.model} is a {writer_class.task} model")
+    for option, task in foreign_options(writer_class, args):
+        flag = "--" + option.replace("_", "-")
+        raise ValueError(f"{flag} applies to {task} models; {args.model} is a {writer_class.task} model")
     formats = args.formats or writer_class.default_formats
     unknown = [f for f in formats if f not in writer_class.suffixes]
     if unknown:

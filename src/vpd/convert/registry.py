@@ -1,11 +1,12 @@
-"""Every released checkpoint layout vpd converts, in one place: ``vpd convert`` and ``vpd eval --model file.pth``
-detect the layout from the keys and convert with the settings the weights do not hold (a recipe's max depth or
-class names). A new layout plugs in with one :func:`register` call.
+"""Every released checkpoint layout vpd converts: ``vpd convert`` and ``vpd eval --model file.pth`` detect the
+layout from the keys and convert with the settings the weights do not hold (a recipe's max depth or class names). A
+layout's module registers it with one :func:`register` call; the built-in modules are listed in ``_BUILTIN``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ class Converter:
     task: str
     detect: Callable[[Mapping[str, Any]], bool]
     convert: ConvertFn
-    model: Callable[[], type[PretrainedModel]]
+    model: type[PretrainedModel]
     settings: tuple[str, ...] = ("num_heads",)
 
 
@@ -51,78 +52,29 @@ def register(converter: Converter) -> Converter:
     return converter
 
 
-def _depth(layout: str) -> ConvertFn:
-    def convert(state: Mapping[str, torch.Tensor], settings: dict[str, Any]) -> tuple[Any, dict[str, torch.Tensor]]:
-        from vpd.convert.vpd_depth import convert_depth_state_dict
-        from vpd.modeling.depth import VPDDepthConfig
-
-        base = VPDDepthConfig()
-        if settings.get("class_names"):
-            base = dataclasses.replace(
-                base, backbone=dataclasses.replace(base.backbone, class_names=tuple(settings["class_names"]))
-            )
-        if settings.get("max_depth") is not None:
-            base = dataclasses.replace(base, max_depth=float(settings["max_depth"]))
-        return convert_depth_state_dict(state, layout, base_config=base, num_heads=settings.get("num_heads"))  # type: ignore[arg-type]
-
-    return convert
+def with_class_names(config: Any, names: Any) -> Any:
+    """``config`` (with a ``backbone``) naming ``names`` as its classes, when given."""
+    if not names:
+        return config
+    return dataclasses.replace(config, backbone=dataclasses.replace(config.backbone, class_names=tuple(names)))
 
 
-def _semantic(state: Mapping[str, torch.Tensor], settings: dict[str, Any]) -> tuple[Any, dict[str, torch.Tensor]]:
-    from vpd.convert.vpd_semantic import convert_semantic_state_dict
-    from vpd.modeling.semantic import VPDSemanticConfig
-
-    base = VPDSemanticConfig()
-    if settings.get("class_names"):
-        base = dataclasses.replace(
-            base, backbone=dataclasses.replace(base.backbone, class_names=tuple(settings["class_names"]))
-        )
-    return convert_semantic_state_dict(state, base_config=base, num_heads=settings.get("num_heads"))
+#: Modules of the built-in layouts; each registers its converters when imported.
+_BUILTIN = ("vpd.convert.vpd_depth", "vpd.convert.vpd_semantic")
 
 
-def _is_depth(layout: str) -> Callable[[Mapping[str, Any]], bool]:
-    def detect(state: Mapping[str, Any]) -> bool:
-        from vpd.convert.vpd_depth import detect_layout
-
-        try:
-            return detect_layout(state) == layout
-        except ValueError:
-            return False
-
-    return detect
-
-
-def _is_semantic(state: Mapping[str, Any]) -> bool:
-    from vpd.convert.vpd_semantic import is_vpd_semantic
-
-    return is_vpd_semantic(state)
-
-
-def _depth_model() -> type[PretrainedModel]:
-    from vpd.modeling.depth import VPDDepth
-
-    return VPDDepth
-
-
-def _semantic_model() -> type[PretrainedModel]:
-    from vpd.modeling.semantic import VPDSemantic
-
-    return VPDSemantic
-
-
-register(Converter("vpd-depth", "official wl-zhao/VPD NYUv2 / KITTI depth checkpoint ({'model': state_dict})",
-                   "depth", _is_depth("vpd"), _depth("vpd"), _depth_model, ("num_heads", "max_depth", "class_names")))
-register(Converter("mmseg-vpd-depth", "mmsegmentation VPD depth checkpoint ({'meta', 'state_dict'})", "depth",
-                   _is_depth("mmseg"), _depth("mmseg"), _depth_model, ("num_heads", "max_depth", "class_names")))
-register(Converter("vpd-semantic", "official VPD ADE20K segmentation checkpoint (mmcv: {'meta', 'state_dict'})",
-                   "semantic", _is_semantic, _semantic, _semantic_model, ("num_heads", "class_names")))  # fmt: skip
+def converters() -> dict[str, Converter]:
+    """Every registered converter by name (the built-in ones loaded on first use)."""
+    for module in _BUILTIN:
+        importlib.import_module(module)
+    return CONVERTERS
 
 
 def detect(state: Mapping[str, Any]) -> Converter:
     """The converter whose layout ``state`` has; ValueError listing the known layouts otherwise."""
-    found = [c for c in CONVERTERS.values() if c.detect(state)]
+    found = [c for c in converters().values() if c.detect(state)]
     if len(found) != 1:
-        known = "; ".join(f"{c.name}: {c.description}" for c in CONVERTERS.values())
+        known = "; ".join(f"{c.name}: {c.description}" for c in converters().values())
         raise ValueError(f"not a checkpoint layout vpd knows (known: {known})")
     return found[0]
 
@@ -150,8 +102,8 @@ def convert_checkpoint(
             fit (named keys, NaN values), each prefixed with the file.
     """
     source = str(checkpoint) if not isinstance(checkpoint, Mapping) else "checkpoint"
-    if layout is not None and layout not in CONVERTERS:  # before reading a multi-GB file
-        raise ValueError(f"--format {layout!r}: unknown layout; known: {', '.join(CONVERTERS)}")
+    if layout is not None and layout not in converters():  # before reading a multi-GB file
+        raise ValueError(f"--format {layout!r}: unknown layout; known: {', '.join(converters())}")
     raw = checkpoint if isinstance(checkpoint, Mapping) else load_checkpoint(checkpoint, allow_globals)
     try:
         state = extract_state_dict(raw)
@@ -166,6 +118,6 @@ def convert_checkpoint(
     except (ValueError, KeyError) as err:
         raise ValueError(f"{source}: {str(err).strip(chr(39))}") from None
     with torch.device("meta"):
-        model = converter.model()(config)
+        model = converter.model(config)
     load_state_dict_strict(model, converted, source=source, assign=True)
     return model.eval()

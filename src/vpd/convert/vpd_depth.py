@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 import torch
 
 from vpd.convert.backbone import MMSEG_VPD, VPD_DEPTH, check_all_used, convert_backbone, take
+from vpd.convert.registry import Converter, register, with_class_names
 from vpd.modeling.depth import VPDDepth, VPDDepthConfig
 
 Layout = Literal["vpd", "mmseg"]
@@ -140,3 +141,30 @@ def convert_vpd_depth(
     )
     assert isinstance(model, VPDDepth)
     return model
+
+
+def _convert(layout: Layout) -> Callable[[Mapping[str, torch.Tensor], dict[str, Any]], tuple[Any, dict[str, Any]]]:
+    def convert(state: Mapping[str, torch.Tensor], settings: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        base = with_class_names(VPDDepthConfig(), settings.get("class_names"))
+        if settings.get("max_depth") is not None:
+            base = dataclasses.replace(base, max_depth=float(settings["max_depth"]))
+        return convert_depth_state_dict(state, layout, base_config=base, num_heads=settings.get("num_heads"))
+
+    return convert
+
+
+def _detects(layout: Layout) -> Callable[[Mapping[str, Any]], bool]:
+    def detect(state: Mapping[str, Any]) -> bool:
+        try:
+            return detect_layout(state) == layout
+        except ValueError:
+            return False
+
+    return detect
+
+
+_SETTINGS = ("num_heads", "max_depth", "class_names")
+register(Converter("vpd-depth", "official wl-zhao/VPD NYUv2 / KITTI depth checkpoint ({'model': state_dict})",
+                   "depth", _detects("vpd"), _convert("vpd"), VPDDepth, _SETTINGS))
+register(Converter("mmseg-vpd-depth", "mmsegmentation VPD depth checkpoint ({'meta', 'state_dict'})", "depth",
+                   _detects("mmseg"), _convert("mmseg"), VPDDepth, _SETTINGS))  # fmt: skip

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 
 from vpd.convert.backbone import VPD_SEG, check_all_used, convert_backbone
 from vpd.convert.fpn import convert_fpn_state_dict, infer_fpn_config
-from vpd.modeling.semantic import VPDSemanticConfig
+from vpd.convert.registry import Converter, register, with_class_names
+from vpd.modeling.semantic import VPDSemantic, VPDSemanticConfig
 
 
 def is_vpd_semantic(state: Mapping[str, object]) -> bool:
@@ -60,3 +62,12 @@ def convert_semantic_state_dict(
             f"{config.backbone.feature_channels} for {len(names)} classes"
         )
     return config, out
+
+
+def _convert(state: Mapping[str, torch.Tensor], settings: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    base = with_class_names(VPDSemanticConfig(), settings.get("class_names"))
+    return convert_semantic_state_dict(state, base_config=base, num_heads=settings.get("num_heads"))
+
+
+register(Converter("vpd-semantic", "official VPD ADE20K segmentation checkpoint (mmcv: {'meta', 'state_dict'})",
+                   "semantic", is_vpd_semantic, _convert, VPDSemantic, ("num_heads", "class_names")))  # fmt: skip

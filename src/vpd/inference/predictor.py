@@ -17,13 +17,15 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, overload
+from typing import Any, ClassVar, Literal, overload
 
 import numpy as np
 import torch
 from PIL import Image
 
+from vpd.data.io import save_npy_atomic, write_png_atomic
 from vpd.inference.base import ImageInput, ImagePredictor, is_int
+from vpd.inference.outputs import Writer, register_writer
 from vpd.limits import MAX_MODEL_PIXELS, MAX_WINDOWS
 
 __all__ = ["DepthPrediction", "DepthPredictor", "ImageInput"]
@@ -226,3 +228,40 @@ class DepthPredictor(ImagePredictor):
         return results if is_batch else results[0]
 
 
+@register_writer
+class DepthWriter(Writer):
+    task = "depth"
+    model_type = "vpd_depth"
+    options_taken = ("scene", "windows", "png_scale", "cmap")
+    suffixes: ClassVar[dict[str, str]] = {"png16": "_depth.png", "npy": "_depth.npy", "color": "_depth_color.png"}
+    default_formats = ("png16", "npy", "color")
+
+    @staticmethod
+    def predictor_class() -> type[ImagePredictor]:
+        return DepthPredictor
+
+    def options(self, formats: tuple[str, ...]) -> dict[str, Any]:
+        from vpd.data.io import depth_png_scale
+
+        predictor: Any = self.predictor
+        scene: str | int | None = self.args.scene
+        if isinstance(scene, str) and scene not in predictor.class_names and scene.lstrip("-").isdigit():
+            scene = int(scene)
+        predictor.resolve_scene(scene)  # an unknown scene fails here, before any image is read
+        try:
+            self.png_scale = depth_png_scale(float(predictor.model.config.max_depth), self.args.png_scale)
+        except ValueError as err:
+            raise ValueError(f"--png-scale: {err}") from None
+        return {"scene": scene, "flip": self.args.flip, "windows": self.args.windows}
+
+    def write(self, prediction: Any, stem: str, image: np.ndarray, formats: tuple[str, ...]) -> None:
+        from vpd.data.io import write_depth_png
+        from vpd.inference.visualize import colorize_depth
+
+        depth = np.asarray(prediction.depth)  # float32 [H, W] metres
+        if "png16" in formats:
+            write_depth_png(stem + self.suffixes["png16"], depth, scale=self.png_scale)
+        if "npy" in formats:
+            save_npy_atomic(stem + self.suffixes["npy"], depth)
+        if "color" in formats:
+            write_png_atomic(stem + self.suffixes["color"], colorize_depth(depth, cmap=self.args.cmap or "spectral"))

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 
+from vpd.data.io import save_npy_atomic, write_png_atomic
 from vpd.inference.base import ImageInput, ImagePredictor
 from vpd.inference.grids import ADE_CROP, ADE_IMG_SCALE, ADE_STRIDE
+from vpd.inference.outputs import Writer, register_writer
 from vpd.limits import MAX_MODEL_PIXELS
 
 __all__ = ["SemanticPrediction", "SemanticPredictor"]
@@ -150,3 +152,45 @@ class SemanticPredictor(ImagePredictor):
             else:
                 results.append(SemanticPrediction(labels, probabilities, self.class_names, size))
         return results if is_batch else results[0]
+
+
+@register_writer
+class SemanticWriter(Writer):
+    task = "semantic"
+    model_type = "vpd_semantic"
+    options_taken = ("ms",)
+    suffixes: ClassVar[dict[str, str]] = {
+        "labels": "_labels.png",
+        "color": "_labels_color.png",
+        "overlay": "_overlay.png",
+        "probs": "_probs.npy",
+    }
+    default_formats = ("labels", "color", "overlay")
+
+    @staticmethod
+    def predictor_class() -> type[ImagePredictor]:
+        return SemanticPredictor
+
+    def options(self, formats: tuple[str, ...]) -> dict[str, Any]:
+        from vpd.data.base import IGNORE_INDEX
+        from vpd.inference.grids import MS_RATIOS
+
+        if len(self.predictor.class_names) > IGNORE_INDEX:  # ids 0..254 in an 8-bit PNG; 255 means "ignore"
+            raise ValueError(f"the model has more than {IGNORE_INDEX} classes, which an 8-bit label PNG cannot hold")
+        ratios = MS_RATIOS if self.args.ms else (1.0,)
+        return {"flip": self.args.flip, "ratios": ratios, "return_probabilities": "probs" in formats}
+
+    def write(self, prediction: Any, stem: str, image: np.ndarray, formats: tuple[str, ...]) -> None:
+        from vpd.inference.visualize import colorize_labels, label_palette, overlay
+
+        labels = np.asarray(prediction.labels)
+        palette = label_palette(len(prediction.class_names))
+        colors = colorize_labels(labels, palette)
+        if "labels" in formats:
+            write_png_atomic(stem + self.suffixes["labels"], labels.astype(np.uint8))
+        if "color" in formats:
+            write_png_atomic(stem + self.suffixes["color"], colors)
+        if "overlay" in formats:
+            write_png_atomic(stem + self.suffixes["overlay"], overlay(image, colors))
+        if "probs" in formats:
+            save_npy_atomic(stem + self.suffixes["probs"], np.asarray(prediction.probabilities, dtype=np.float16))
