@@ -75,3 +75,61 @@ def random_class_embeddings(num_classes: int, dim: int, seed: int = 0) -> torch.
     """
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(num_classes, dim, generator=generator)
+
+
+class ExpressionEncoder:
+    """Referring expressions -> CLIP ``last_hidden_state`` ``[B, L, hidden]``, as VPD's referring model reads them.
+
+    Each sentence is tokenised with CLIP's tokenizer, padded and truncated to ``length`` tokens (40 for RefCOCO and
+    RefCOCO+, 77 for RefCOCOg; padding tokens included, no attention mask, as the official code), and encoded by the
+    frozen text encoder. Encodings are cached per unique sentence (a dataset repeats its sentences every epoch).
+
+    Args:
+        text_encoder: a transformers ``CLIPTextModel`` (kept frozen, in eval mode).
+        tokenizer: its ``CLIPTokenizer``.
+        length: tokens per sentence.
+        cache_size: sentences kept (least recently used dropped first); 0 disables the cache.
+    """
+
+    def __init__(self, text_encoder: Any, tokenizer: Any, length: int = 40, cache_size: int = 100_000) -> None:
+        limit = int(text_encoder.config.max_position_embeddings)
+        if not 1 <= length <= limit:
+            raise ValueError(f"length: expected 1 to {limit} tokens (the text encoder's positions), got {length}")
+        self.text_encoder = text_encoder.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.length = length
+        self.cache_size = cache_size
+        self._cache: dict[str, torch.Tensor] = {}
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.text_encoder.config.hidden_size)
+
+    @torch.inference_mode()
+    def __call__(self, sentences: Sequence[str], device: torch.device | str | None = None) -> torch.Tensor:
+        """``[len(sentences), length, hidden]`` float32 on ``device`` (default: the encoder's)."""
+        if isinstance(sentences, str):
+            raise ValueError("sentences: expected a list of strings, got one string")
+        if not sentences or not all(isinstance(s, str) and s.strip() for s in sentences):
+            raise ValueError("sentences: expected non-empty strings")
+        missing = list(dict.fromkeys(s for s in sentences if s not in self._cache))
+        if missing:
+            encoder_device = next(self.text_encoder.parameters()).device
+            tokens = self.tokenizer(
+                missing, padding="max_length", max_length=self.length, truncation=True, return_tensors="pt"
+            )
+            hidden = self.text_encoder(input_ids=tokens.input_ids.to(encoder_device)).last_hidden_state.float().cpu()
+            if self.cache_size:
+                for sentence, row in zip(missing, hidden):
+                    self._cache[sentence] = row
+                while len(self._cache) > self.cache_size:
+                    self._cache.pop(next(iter(self._cache)))
+            fresh = dict(zip(missing, hidden))
+        else:
+            fresh = {}
+        rows = [fresh[s] if s in fresh else self._cache[s] for s in sentences]
+        for s in sentences:  # most recently used last
+            if s in self._cache:
+                self._cache[s] = self._cache.pop(s)
+        out = torch.stack(rows)
+        return out.to(device) if device is not None else out
