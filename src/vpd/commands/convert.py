@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--format",
         default=None,
         metavar="NAME",
-        help="source layout (vpd-depth, mmseg-vpd-depth, vpd-semantic); detected from the keys when omitted",
+        help="source layout (vpd-depth, mmseg-vpd-depth, vpd-semantic, vpd-referring); detected from the keys when "
+        "omitted",
     )
     parser.add_argument(
         "--max-depth", type=positive_number(float), default=None, help="depth: max_depth (default: 10, NYUv2)"

@@ -60,7 +60,7 @@ def with_class_names(config: Any, names: Any) -> Any:
 
 
 #: Modules of the built-in layouts; each registers its converters when imported.
-_BUILTIN = ("vpd.convert.vpd_depth", "vpd.convert.vpd_semantic")
+_BUILTIN = ("vpd.convert.vpd_depth", "vpd.convert.vpd_semantic", "vpd.convert.vpd_referring")
 
 
 def converters() -> dict[str, Converter]:

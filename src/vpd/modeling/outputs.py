@@ -56,3 +56,24 @@ class SegmentationOutput:
     def probabilities(self) -> torch.Tensor:
         """``[B, num_classes, H, W]`` softmax over classes."""
         return self.logits.float().softmax(1)
+
+
+@dataclass
+class ReferringOutput:
+    """Referring segmentation: background / referred-object scores per pixel.
+
+    Attributes:
+        logits: ``[B, 2, H, W]`` at the input's size; channel 0 = background, channel 1 = the referred object.
+    """
+
+    logits: torch.Tensor
+
+    @property
+    def mask(self) -> torch.Tensor:
+        """``[B, H, W]`` bool: pixels where the object scores higher than the background (argmax == 1)."""
+        return self.logits.argmax(1) == 1
+
+    @property
+    def probability(self) -> torch.Tensor:
+        """``[B, H, W]`` float: softmax probability of the referred object."""
+        return self.logits.float().softmax(1)[:, 1]
