@@ -249,14 +249,15 @@ def predict_segmentation(model: torch.nn.Module, images: torch.Tensor, config: S
     predicted over the slide grid (or whole), its logits averaged over window overlaps and resized back to the input.
     One view gives logits; several are averaged as softmax probabilities (the official ms+flip test).
     """
-    from vpd.inference.grids import crop_stride_grid, keep_ratio_size, ratio_scale
+    from vpd.inference.grids import crop_stride_grid, multi_scale_views
     from vpd.inference.tta import multi_scale_tta, predict_tta
 
-    height, width = images.shape[-2:]
+    height, width = int(images.shape[-2]), int(images.shape[-1])
     if config.img_scale is None:
-        sizes = [(int(height), int(width))]
+        sizes = [(height, width)]
     else:
-        sizes = [keep_ratio_size(int(height), int(width), ratio_scale(r, config.img_scale)) for r in config.ratios]
+        views = multi_scale_views(height, width, config.ratios, False, config.img_scale, config.crop, config.stride)
+        sizes = [view.resized_hw for view in views]
     grid = crop_stride_grid(config.crop, config.stride) if config.mode == "slide" else None
 
     def view(x: torch.Tensor) -> torch.Tensor:
