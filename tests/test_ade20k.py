@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vpd.data.ade20k import ADE20K, SegmentationFolder, apply_reduce_zero_label, read_classes, read_label_png
+from vpd.data.ade20k import ADE20K, SegmentationFolder, read_classes, read_label_png, reduce_zero_label
 from vpd.data.base import IGNORE_INDEX
 from vpd.data.classes import ADE20K_CLASSES
 from vpd.data.seg_transforms import seg_train_transform
@@ -72,7 +72,7 @@ def test_ade20k_layout_names_and_reduce_zero_label(ade_root):
 
 def test_reduce_zero_label_keeps_255():
     values = np.array([0, 1, 2, 150, 254, 255], np.uint8)
-    assert apply_reduce_zero_label(values).tolist() == [255, 0, 1, 149, 253, 255]
+    assert reduce_zero_label(values).tolist() == [255, 0, 1, 149, 253, 255]
 
 
 def test_ade20k_getitem_with_train_transform(ade_root):
@@ -201,7 +201,7 @@ def test_segmentation_folder_reduce_zero_label(folder_tree):
     dataset = SegmentationFolder(root / "images", root / "labels", root / "classes.txt", reduce_zero_label=True)
     sample = dataset.load(0)
     raw = stored[sample.name]
-    np.testing.assert_array_equal(sample.targets["semantic"], apply_reduce_zero_label(raw))
+    np.testing.assert_array_equal(sample.targets["semantic"], reduce_zero_label(raw))
 
 
 def test_segmentation_folder_errors(folder_tree, tmp_path):

@@ -24,19 +24,9 @@ import numpy as np
 from vpd.data.base import IGNORE_INDEX, PerceptionDataset, Sample, Transform, check_files
 from vpd.data.classes import ADE20K_CLASSES
 from vpd.data.io import SIXTEEN_BIT_GRAY_MODES, _open_checked, list_images, read_image
+from vpd.metrics.segmentation import reduce_zero_label
 
-__all__ = ["ADE20K", "SegmentationFolder", "apply_reduce_zero_label", "read_classes", "read_label_png"]
-
-# 0 -> 255 (ignore), v -> v - 1, 255 -> 255: mmseg's reduce_zero_label as a lookup table.
-_REDUCE_ZERO_LUT = np.arange(-1, 255, dtype=np.int64)
-_REDUCE_ZERO_LUT[[0, 255]] = IGNORE_INDEX
-_REDUCE_ZERO_LUT = _REDUCE_ZERO_LUT.astype(np.uint8)
-
-
-def apply_reduce_zero_label(labels: np.ndarray) -> np.ndarray:
-    """mmseg's ``reduce_zero_label`` on uint8 labels: 0 -> 255 (ignore), ``v`` -> ``v - 1``, 255 stays 255."""
-    return _REDUCE_ZERO_LUT[labels]
-
+__all__ = ["ADE20K", "SegmentationFolder", "read_classes", "read_label_png"]
 
 def read_label_png(path: str | os.PathLike[str]) -> np.ndarray:
     """Reads a label image of class ids (single channel: 8-bit gray, palette indices, or 16-bit gray up to 255).
@@ -125,7 +115,7 @@ class _SemanticPairs(PerceptionDataset):
                 f"{image.shape[0]}x{image.shape[1]}"
             )
         if self.reduce_zero_label:
-            labels = apply_reduce_zero_label(labels)
+            labels = reduce_zero_label(labels)
         bad = (labels >= self.num_label_values) & (labels != IGNORE_INDEX)
         if bad.any():
             values = np.unique(labels[bad])

@@ -37,7 +37,7 @@ import numpy as np
 
 from vpd.data.base import IGNORE_INDEX, Sample, target_kind
 from vpd.data.transforms import Compose, HorizontalFlip, Resize
-from vpd.inference.grids import keep_ratio_size, ratio_range_scale
+from vpd.inference.grids import ADE_CROP, ADE_IMG_SCALE, ADE_RATIO_RANGE, keep_ratio_size, ratio_range_scale
 
 __all__ = [
     "Pad",
@@ -108,7 +108,7 @@ class RandomResize:
     """
 
     def __init__(
-        self, img_scale: tuple[int, int] = (2048, 512), ratio_range: tuple[float, float] | None = (0.5, 2.0)
+        self, img_scale: tuple[int, int] = ADE_IMG_SCALE, ratio_range: tuple[float, float] | None = ADE_RATIO_RANGE
     ) -> None:
         scale = _pair(img_scale, "RandomResize")
         if ratio_range is not None and not 0 < ratio_range[0] <= ratio_range[1]:
@@ -156,7 +156,7 @@ class RandomCropCatMax:
 
     def __init__(
         self,
-        size: int | Sequence[int] = (512, 512),
+        size: int | Sequence[int] = ADE_CROP,
         cat_max_ratio: float = 0.75,
         ignore_index: int = IGNORE_INDEX,
         key: str = "semantic",
@@ -212,7 +212,7 @@ class Pad:
         ValueError: (on call) the sample is larger than ``size`` (mmcv's ``impad`` cannot shrink either).
     """
 
-    def __init__(self, size: int | Sequence[int] = (512, 512), image_fill: int = 0) -> None:
+    def __init__(self, size: int | Sequence[int] = ADE_CROP, image_fill: int = 0) -> None:
         self.size = _pair(size, "Pad")
         if not 0 <= image_fill <= 255:
             raise ValueError(f"Pad: image_fill must be in [0, 255], got {image_fill}")
@@ -373,9 +373,9 @@ class PhotoMetricDistortion:
 
 
 def seg_train_transform(
-    crop_size: int | Sequence[int] = (512, 512),
-    img_scale: tuple[int, int] = (2048, 512),
-    ratio_range: tuple[float, float] | None = (0.5, 2.0),
+    crop_size: int | Sequence[int] = ADE_CROP,
+    img_scale: tuple[int, int] = ADE_IMG_SCALE,
+    ratio_range: tuple[float, float] | None = ADE_RATIO_RANGE,
     cat_max_ratio: float = 0.75,
     pad_image_fill: int = 128,
 ) -> Compose:

@@ -21,12 +21,12 @@ from vpd.report.common import (
     text_block,
     write_report,
 )
+from vpd.tasks.semantic import SEMANTIC_METRICS
 
 if TYPE_CHECKING:
     from vpd.demo import DemoResult
     from vpd.training.trainer import Trainer
 
-SEMANTIC_METRICS = ("mIoU", "aAcc", "mAcc")
 SEMANTIC_MODELS = ("majority", "untrained", "trained")
 
 

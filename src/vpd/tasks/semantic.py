@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from vpd.training.config import RunConfig
 
 
+#: What the semantic evaluation reports (mmseg's ADE20K table), in its order.
+SEMANTIC_METRICS = ("mIoU", "aAcc", "mAcc")
+
+
 @dataclass(frozen=True)
 class SemanticModelConfig(ModelConfig):
     """``model`` for semantic segmentation; null fields keep ``vpd.modeling.semantic.VPDSemanticConfig``'s defaults.
@@ -122,7 +126,7 @@ class SegmentationMetrics:
         metrics = self.accumulator.compute()
         if not np.isfinite(metrics["mIoU"]):
             raise ValueError("no pixel had a valid label (all 255): the labels or their reduction are wrong")
-        return {k: metrics[k] for k in ("aAcc", "mIoU", "mAcc")}
+        return {k: metrics[k] for k in SEMANTIC_METRICS}
 
     def tables(self) -> dict[str, list[dict[str, Any]]]:
         """``per_class``: IoU, accuracy, intersection and union per class (with names)."""
