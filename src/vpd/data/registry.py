@@ -15,7 +15,8 @@ def _kinds() -> dict[str, Callable[..., PerceptionDataset]]:
     from vpd.data.folder import ImageFolderDepth
     from vpd.data.kitti import KITTIEigen
     from vpd.data.nyuv2 import NYUv2Labeled, NYUv2Sync
-    from vpd.data.synthetic import SyntheticDataset
+    from vpd.data.refcoco import RefCOCO, ReferringFolder
+    from vpd.data.synthetic import SyntheticDataset, SyntheticReferringDataset
 
     return {
         "nyuv2_sync": NYUv2Sync,
@@ -25,6 +26,9 @@ def _kinds() -> dict[str, Callable[..., PerceptionDataset]]:
         "synthetic": SyntheticDataset,
         "ade20k": ADE20K,
         "segmentation_folder": SegmentationFolder,
+        "refcoco": RefCOCO,
+        "referring_folder": ReferringFolder,
+        "synthetic_referring": SyntheticReferringDataset,
     }
 
 

@@ -16,7 +16,8 @@ The parts:
     * :mod:`~vpd.data.synthetic.categories`: the ADE20K categories, instance-id numbering, the ADE20K mapping;
     * :mod:`~vpd.data.synthetic.layout`: drawing a room's layout (camera, furniture placement, lights, decor);
     * :mod:`~vpd.data.synthetic.render`: shading and rendering, :class:`SyntheticScene` and :func:`render_scene`;
-    * :mod:`~vpd.data.synthetic.dataset`: :class:`SyntheticDataset`.
+    * :mod:`~vpd.data.synthetic.dataset`: :class:`SyntheticDataset`;
+    * :mod:`~vpd.data.synthetic.referring`: referring expressions and :class:`SyntheticReferringDataset`.
 
 Conventions:
     * World frame: ``x`` and ``z`` horizontal, ``y`` up; the room is ``[0, W] x [0, H] x [0, D]`` metres with the
@@ -45,6 +46,7 @@ from vpd.data.synthetic.primitives import _hit as _hit
 from vpd.data.synthetic.primitives import _Prim as _Prim
 from vpd.data.synthetic.primitives import _prim_normals as _prim_normals
 from vpd.data.synthetic.primitives import _shadowed as _shadowed
+from vpd.data.synthetic.referring import SyntheticReferringDataset
 from vpd.data.synthetic.render import SyntheticScene, render_scene
 from vpd.data.synthetic.styles import SCENE_CLASSES
 
@@ -55,6 +57,7 @@ __all__ = [
     "SEMANTIC_CLASSES",
     "SEMANTIC_TO_ADE20K",
     "SyntheticDataset",
+    "SyntheticReferringDataset",
     "SyntheticScene",
     "render_scene",
     "to_ade20k",
