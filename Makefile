@@ -25,11 +25,11 @@ lint: venv
 test: lint
 	$(BIN)/pytest -q -m "slow or not slow"
 
-# Lint, types and the fast suite (tiny components, tiny parity fixtures): about a minute.
+# Lint, types and the fast suite (tiny components, tiny parity fixtures): a few minutes.
 test-fast: lint
 	$(BIN)/pytest -q
 
-# Only the full SD-1.5-size parity fixtures (352 and 480): 1-2 minutes on 2 cores, 9.2 GB peak RSS.
+# Only the full SD-1.5-size parity fixtures (depth 352 / 480, segmentation and referring 512), up to 9.2 GB RSS.
 test-slow: venv
 	$(BIN)/pytest -q -m slow
 
