@@ -29,22 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vpd.demo import run_demo
+    from vpd.demo import run_demo, summary_table
 
     demo = run_demo(args.out, args.overrides, task=args.task)
     print()
-    if demo.task == "semantic":
-        from vpd.report import SEMANTIC_METRICS, SEMANTIC_MODELS
-
-        print(f"{'model':13s}" + "".join(f" {m:>8s}" for m in SEMANTIC_METRICS))
-        for name in SEMANTIC_MODELS:
-            print(f"{name:13s}" + "".join(f" {demo.metrics[name][m]:8.4f}" for m in SEMANTIC_METRICS))
-    else:
-        from vpd.report import MODELS
-
-        print(f"{'model':13s} {'abs_rel':>8s} {'rmse':>8s} {'d1':>8s}   {'Middlebury abs_rel (aligned)':>28s}")
-        for name in MODELS:
-            m = demo.metrics[name]
-            print(f"{name:13s} {m['abs_rel']:8.4f} {m['rmse']:8.4f} {m['d1']:8.4f}   {demo.middlebury[name]:28.4f}")
+    print(summary_table(demo))
     print(f"\nwall time {demo.seconds['total']:.0f}s -> {demo.output_dir}/report.html, report.png")
     return 0

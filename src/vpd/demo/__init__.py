@@ -21,9 +21,12 @@ from vpd.demo.depth import (
     middlebury_motorcycle,
     run_depth_demo,
 )
+from vpd.demo.depth import summary_table as depth_summary
 from vpd.demo.semantic import MajorityClass, fit_majority, run_semantic_demo
+from vpd.demo.semantic import summary_table as semantic_summary
 
 _RUNNERS = {"depth": run_depth_demo, "semantic": run_semantic_demo}
+_SUMMARIES = {"depth": depth_summary, "semantic": semantic_summary}
 TASKS = tuple(_RUNNERS)
 """The tasks with a demo; ``depth`` is ``vpd demo``'s default."""
 
@@ -42,6 +45,7 @@ __all__ = [
     "run_demo",
     "run_depth_demo",
     "run_semantic_demo",
+    "summary_table",
 ]
 
 
@@ -55,3 +59,8 @@ def run_demo(
     if output_dir is None:
         return _RUNNERS[task](overrides=overrides, progress=progress)
     return _RUNNERS[task](output_dir, overrides, progress)
+
+
+def summary_table(demo: DemoResult) -> str:
+    """The demo's metrics table as ``vpd demo`` prints it."""
+    return _SUMMARIES[demo.task](demo)

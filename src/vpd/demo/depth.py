@@ -157,3 +157,14 @@ def run_depth_demo(
     demo = DemoResult(metrics, clock.total(), output_dir, trainer.history, task="depth", middlebury=middlebury)
     write_depth_report(demo, trainer, {"trained": trained, "untrained": untrained}, image, gt, predictions)
     return demo
+
+
+def summary_table(demo: DemoResult) -> str:
+    """The depth demo's printed table: abs_rel, rmse, d1 and the real photo's aligned abs_rel per model."""
+    from vpd.report import MODELS
+
+    lines = [f"{'model':13s} {'abs_rel':>8s} {'rmse':>8s} {'d1':>8s}   {'Middlebury abs_rel (aligned)':>28s}"]
+    for name in MODELS:
+        m = demo.metrics[name]
+        lines.append(f"{name:13s} {m['abs_rel']:8.4f} {m['rmse']:8.4f} {m['d1']:8.4f}   {demo.middlebury[name]:28.4f}")
+    return "\n".join(lines)

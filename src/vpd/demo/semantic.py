@@ -78,3 +78,14 @@ def run_semantic_demo(
     demo = DemoResult(metrics, clock.total(), output_dir, trainer.history, task="semantic", per_class=per_class)
     write_semantic_report(demo, trainer, {"trained": trained, "untrained": untrained}, class_names[majority.label])
     return demo
+
+
+def summary_table(demo: DemoResult) -> str:
+    """The semantic demo's printed table: mIoU, aAcc and mAcc per model."""
+    from vpd.report import SEMANTIC_MODELS
+    from vpd.tasks.semantic import SEMANTIC_METRICS
+
+    lines = [f"{'model':13s}" + "".join(f" {m:>8s}" for m in SEMANTIC_METRICS)]
+    for name in SEMANTIC_MODELS:
+        lines.append(f"{name:13s}" + "".join(f" {demo.metrics[name][m]:8.4f}" for m in SEMANTIC_METRICS))
+    return "\n".join(lines)
