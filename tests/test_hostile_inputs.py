@@ -237,6 +237,25 @@ def ade_tree(world, drop_annotation: bool = False, label_value: int = 3) -> list
             "--output", str(world.out)]  # fmt: skip
 
 
+def refcoco_tree(world, refs: bytes | None = None, instances: str | None = "{}"):
+    """A refer-API tree (``refcoco/refs(unc).p`` + ``instances.json``) with the given file contents."""
+    from vpd.data.refcoco import RefCOCO
+
+    folder = world.root / "refer" / "refcoco"
+    folder.mkdir(parents=True)
+    (folder / "refs(unc).p").write_bytes(refs if refs is not None else pickle.dumps([]))
+    if instances is not None:
+        (folder / "instances.json").write_text(instances)
+    return RefCOCO(world.root / "refer", "refcoco", "train")
+
+
+def referring_folder(world, text: str):
+    from vpd.data.refcoco import ReferringFolder
+
+    (world.root / "pairs.jsonl").write_text(text)
+    return ReferringFolder(world.root / "pairs.jsonl")
+
+
 def api(call) -> callable:
     return lambda world: (lambda: call(world))
 
@@ -332,6 +351,15 @@ CASES = [
          r"crop / stride\[0\]: expected a finite number >= 1, got 0"),
     Case("seg-predictor-float-out-of-range", api(lambda w: SemanticPredictor.from_pretrained(w.seg_model_dir)(np.full((4, 4, 3), -1.0))), 2,
          r"float image values must lie in \[0, 1\]"),
+    # --- referring loaders (Python API until the referring task lands)
+    Case("refcoco-malicious-refs-pickle", api(lambda w: refcoco_tree(w, refs=pickle.dumps([Evil()]))), 2,
+         r"refs\(unc\)\.p: refused to load global posix\.system"),
+    Case("refcoco-missing-instances", api(lambda w: refcoco_tree(w, instances=None)), 2, r"instances\.json",
+         error=FileNotFoundError),
+    Case("referring-folder-bad-line", api(lambda w: referring_folder(w, "not json\n")), 2, r"pairs\.jsonl:1: "),
+    Case("referring-folder-missing-mask", api(lambda w: referring_folder(
+        w, json.dumps({"image": "in/good.png", "expression": "a thing", "mask": "nope.png"}) + "\n")), 2,
+         r"nope\.png", error=FileNotFoundError),
     # --- vpd predict with a segmentation model
     Case("seg-predict-ok", seg_predict, 0, outputs=("good_labels.png", "good_labels_color.png", "good_overlay.png")),
     Case("seg-predict-bomb-skipped", lambda w: (w.inputs.joinpath("bomb.png").write_bytes(_png_header(20000, 20000)), seg_predict(w))[1], 1,
