@@ -31,6 +31,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--num-heads", type=positive_number(int), default=None, help="UNet attention heads (default 8, SD-1.x)"
     )
+    parser.add_argument(
+        "--text-encoder",
+        default=None,
+        metavar="SRC",
+        help="referring: the CLIP (folder or hub id) the model encodes expressions with, recorded in its config "
+        "(default: openai/clip-vit-large-patch14, as the official models)",
+    )
+    parser.add_argument(
+        "--bundle-text-encoder",
+        action="store_true",
+        default=None,
+        help="referring: also copy that CLIP into the output folder, so the model needs nothing else",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.set_defaults(run=run)
 
@@ -44,7 +57,14 @@ def run(args: argparse.Namespace) -> int:
     if output.exists() and not output.is_dir():
         raise NotADirectoryError(f"{output} is a file; the output is a folder (config.json + model.safetensors)")
     print(f"reading {args.checkpoint} ...", file=sys.stderr, flush=True)  # a full SD-1.5 model is 3.6 GB
-    model = convert_checkpoint(args.checkpoint, args.format, max_depth=args.max_depth, num_heads=args.num_heads)
+    model = convert_checkpoint(
+        args.checkpoint,
+        args.format,
+        max_depth=args.max_depth,
+        num_heads=args.num_heads,
+        text_encoder=args.text_encoder,
+        bundle_text_encoder=args.bundle_text_encoder,
+    )
     out = model.save_pretrained(output)
     params = sum(p.numel() for p in model.parameters())
     print(f"converted {args.checkpoint} ({model.model_type}) -> {out} ({params / 1e6:.1f}M parameters)")

@@ -127,11 +127,16 @@ def convert_referring_state_dict(
 
 
 def _convert(state: Mapping[str, torch.Tensor], settings: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    return convert_referring_state_dict(
+    """The checkpoint holds no CLIP: ``text_encoder`` names the one its expressions are encoded with (default: the
+    official ``openai/clip-vit-large-patch14``); ``bundle_text_encoder`` copies it into the saved folder."""
+    config, out = convert_referring_state_dict(
         state, num_heads=settings.get("num_heads"), context_length=settings.get("context_length")
     )
+    text = {k: settings[k] for k in ("text_encoder", "bundle_text_encoder") if settings.get(k) is not None}
+    return dataclasses.replace(config, **text), out
 
 
 register(Converter("vpd-referring",
                    "official VPD referring checkpoint ({'model', 'optimizer', 'epoch', 'args', 'lr_scheduler'})",
-                   "referring", is_vpd_referring, _convert, VPDReferring, ("num_heads", "context_length")))  # fmt: skip
+                   "referring", is_vpd_referring, _convert, VPDReferring,
+                   ("num_heads", "context_length", "text_encoder", "bundle_text_encoder")))  # fmt: skip

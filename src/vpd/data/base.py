@@ -62,7 +62,8 @@ class Sample:
         class_id: index of the image's class in the dataset's ``class_names`` (the NYU scene); -1 when unknown.
         text: a sentence about the image (a referring expression), or None.
         name: a stable identifier (relative path without extension), used for output file names.
-        meta: anything else a dataset wants to keep with the sample (not collated into batches).
+        meta: anything else a dataset wants to keep with the sample (not collated into batches, except
+            ``image_file``: the image's file name, for per-sample tables).
     """
 
     image: np.ndarray
@@ -86,7 +87,8 @@ def sample_to_tensors(sample: Sample) -> dict[str, Any]:
 
     Returns:
         ``image`` float32 ``[3, H, W]`` in [0, 1]; ``class_id`` int64 scalar; ``name`` str; ``text`` str (only when
-        present); each target by name: floating ``[H, W]`` -> float32 ``[1, H, W]`` (depth), integer ``[H, W]`` ->
+        present); ``image_file`` str (when ``meta`` has it); each target by name: floating ``[H, W]`` ->
+        float32 ``[1, H, W]`` (depth), integer ``[H, W]`` ->
         int64 ``[H, W]`` (labels, masks, instance ids), ``[H, W, C]`` -> ``[C, H, W]``.
     """
     image = np.ascontiguousarray(sample.image)
@@ -97,6 +99,8 @@ def sample_to_tensors(sample: Sample) -> dict[str, Any]:
     }
     if sample.text is not None:
         out["text"] = sample.text
+    if isinstance(sample.meta.get("image_file"), str):
+        out["image_file"] = sample.meta["image_file"]
     for key, value in sample.targets.items():
         array = np.ascontiguousarray(value)
         if array.ndim == 3:
@@ -133,9 +137,13 @@ class PerceptionDataset(Dataset):
     def load(self, index: int) -> Sample:
         raise NotImplementedError
 
+    def load_for_epoch(self, index: int, epoch: int) -> Sample:
+        """Sample ``index`` as epoch ``epoch`` sees it (a dataset that draws per epoch overrides this)."""
+        return self.load(index)
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         epoch, index = divmod(int(index), len(self))
-        sample = self.load(index)
+        sample = self.load_for_epoch(index, epoch)
         if self.transform is not None:
             rng = np.random.default_rng([self.seed, epoch, index])
             sample = self.transform(sample, rng)

@@ -147,6 +147,9 @@ class RefCOCO(PerceptionDataset):
         split_by: the partition: ``unc`` (RefCOCO, RefCOCO+; default), ``umd`` (RefCOCOg; default) or ``google``.
         image_root: the COCO ``train2014`` images; default ``<root>/images/mscoco/images/train2014``.
         size: image and mask side after resizing (image bilinear, mask nearest); None keeps the COCO size.
+        sentences: ``"all"``: one sample per sentence (evaluation); ``"one_per_ref"``: one sample per ref (object),
+            its sentence drawn anew each epoch from a generator seeded by ``(seed, epoch, ref)`` -- the official
+            training set, whose epochs count refs.
         transform: paired augmentation.
         seed: augmentation seed.
 
@@ -170,10 +173,13 @@ class RefCOCO(PerceptionDataset):
         split_by: str | None = None,
         image_root: str | os.PathLike[str] | None = None,
         size: int | None = 512,
+        sentences: str = "all",
         transform: Transform | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__(transform=transform, seed=seed)
+        if sentences not in ("all", "one_per_ref"):
+            raise ValueError(f"RefCOCO: sentences must be 'all' or 'one_per_ref', got {sentences!r}")
         if dataset not in REFER_SPLITS:
             raise ValueError(f"RefCOCO: dataset must be one of {', '.join(REFER_SPLITS)}, got {dataset!r}")
         partitions = REFER_SPLITS[dataset]
@@ -239,9 +245,11 @@ class RefCOCO(PerceptionDataset):
         # (ref index, sentence index) per sample, refs in file order as the refer API lists them.
         self._refs: list[dict[str, Any]] = refs
         self._items: list[tuple[int, int]] = []
+        self.per_ref = sentences == "one_per_ref"
         for r_index, ref in enumerate(refs):
-            sentences = ref.get("sentences") or []
-            self._items.extend((r_index, s_index) for s_index in range(len(sentences)))
+            count = len(ref.get("sentences") or [])
+            self._items.extend([(r_index, -count)] if self.per_ref and count else
+                               [(r_index, s_index) for s_index in range(count)])  # fmt: skip
         if not self._items:
             raise ValueError(f"{refs_path}: the refs of split {split!r} have no sentences")
         paths = sorted({self._image_path(r["image_id"]) for r in refs})
@@ -254,7 +262,12 @@ class RefCOCO(PerceptionDataset):
         return len(self._items)
 
     def load(self, index: int) -> Sample:
+        return self.load_for_epoch(index, 0)
+
+    def load_for_epoch(self, index: int, epoch: int) -> Sample:
         r_index, s_index = self._items[index]
+        if s_index < 0:  # one_per_ref: -count sentences to draw from
+            s_index = int(np.random.default_rng([self.seed, epoch, r_index, 0x5E]).integers(-s_index))
         ref = self._refs[r_index]
         info = self._images[ref["image_id"]]
         path = self._image_path(ref["image_id"])
@@ -270,6 +283,7 @@ class RefCOCO(PerceptionDataset):
         text = sentence.get("sent") or sentence.get("raw") or ""
         category_id = ref.get("category_id", self._anns[ref["ann_id"]].get("category_id"))
         meta = {
+            "image_file": str(info["file_name"]),
             "image_id": ref["image_id"],
             "ref_id": ref["ref_id"],
             "category": self._categories.get(category_id, ""),
@@ -330,6 +344,7 @@ class ReferringFolder(PerceptionDataset):
         if not os.path.isfile(self.path):
             raise FileNotFoundError(f"ReferringFolder: {self.path} not found")
         base = os.fspath(image_root) if image_root is not None else os.path.dirname(os.path.abspath(self.path))
+        self.image_root = base
         self.entries: list[tuple[str, str, str, str, int]] = []
         with open(self.path, encoding="utf-8") as handle:
             for number, line in enumerate(handle, start=1):
@@ -369,4 +384,5 @@ class ReferringFolder(PerceptionDataset):
                 f"{image.shape[0]}x{image.shape[1]}"
             )
         image, mask = _resize_pair(image, mask, self.size)
-        return Sample(image=image, targets={"mask": mask}, text=expression, name=name, meta={"line": number})
+        meta = {"line": number, "image_file": os.path.relpath(image_path, self.image_root)}
+        return Sample(image=image, targets={"mask": mask}, text=expression, name=name, meta=meta)

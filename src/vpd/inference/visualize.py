@@ -369,3 +369,19 @@ def overlay(image: np.ndarray, colors: np.ndarray, alpha: float = 0.5) -> np.nda
         raise ValueError(f"overlay: image {image.shape} and colours {colors.shape} differ in shape")
     blended = (1.0 - alpha) * image.astype(np.float32) + alpha * colors.astype(np.float32)
     return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+#: The colour of a referred-object mask in overlays.
+MASK_COLOR = (255, 64, 64)
+
+
+def overlay_mask(
+    image: np.ndarray, mask: np.ndarray, color: Sequence[int] = MASK_COLOR, alpha: float = 0.5
+) -> np.ndarray:
+    """``image`` (uint8 ``[H, W, 3]``) with the pixels of a boolean ``[H, W]`` mask tinted by ``color``."""
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != image.shape[:2]:
+        raise ValueError(f"overlay_mask: mask {mask.shape} and image {image.shape[:2]} differ in size")
+    colors = image.copy()
+    colors[mask] = np.asarray(color, dtype=np.uint8)
+    return overlay(image, colors, alpha)

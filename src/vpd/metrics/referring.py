@@ -23,9 +23,9 @@ PRECISION_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 class ReferringMetricAccumulator:
     """Accumulates per-sentence intersection and union.
 
-    ``update(pred, target, names, texts)`` takes binary masks ``[B, H, W]`` (numpy or torch; target 255 = ignore);
-    ``compute()`` gives ``oIoU``, ``mIoU`` and ``P@0.5`` ... ``P@0.9``; ``rows`` one row per sentence (name, sentence,
-    IoU) for a CSV; ``state`` / ``merge`` / ``gather`` combine processes.
+    ``update(pred, target, names, texts, images)`` takes binary masks ``[B, H, W]`` (numpy or torch; target 255 =
+    ignore); ``compute()`` gives ``oIoU``, ``mIoU`` and ``P@0.5`` ... ``P@0.9``; ``rows`` one row per sentence
+    (name, image file, sentence, IoU) for a CSV; ``state`` / ``merge`` / ``gather`` combine processes.
     """
 
     def __init__(self) -> None:
@@ -39,6 +39,7 @@ class ReferringMetricAccumulator:
         target: np.ndarray | torch.Tensor,
         names: list[str] | None = None,
         texts: list[str] | None = None,
+        images: list[str] | None = None,
     ) -> None:
         p = torch.as_tensor(pred).detach().cpu()
         t = torch.as_tensor(target).detach().cpu()
@@ -55,6 +56,7 @@ class ReferringMetricAccumulator:
             self._rows.append(
                 {
                     "name": names[i] if names else str(len(self._rows)),
+                    "image": images[i] if images else "",
                     "sentence": texts[i] if texts else "",
                     "IoU": a / b if b else 0.0,
                     "intersection": int(a),

@@ -35,6 +35,8 @@ class PretrainedModel(nn.Module):
     model_type: ClassVar[str]
     config_class: ClassVar[type]
     config: Any
+    #: The folder or hub id :meth:`from_pretrained` loaded this model from (None: built in memory).
+    pretrained_source: str | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -70,9 +72,10 @@ class PretrainedModel(nn.Module):
             (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, allow_nan=False) + "\n")
             state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
             save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "model_type": self.model_type})
+            self._save_extras(tmp)
             umask = _umask()
-            for name in (CONFIG_NAME, WEIGHTS_NAME):
-                os.chmod(tmp / name, 0o666 & ~umask)
+            for path in tmp.rglob("*"):
+                os.chmod(path, (0o666 if path.is_file() else 0o777) & ~umask)
             os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700
             if not directory.exists():
                 os.rename(tmp, directory)
@@ -87,6 +90,9 @@ class PretrainedModel(nn.Module):
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return directory
+
+    def _save_extras(self, directory: Path) -> None:
+        """Writes what a model keeps beside its weights (a bundled text encoder) into the new folder."""
 
     @classmethod
     def from_pretrained(
@@ -123,6 +129,7 @@ class PretrainedModel(nn.Module):
         load_state_dict_strict(model, state, source=str(weights_path), assign=True)
         if dtype is not None:
             model.to(dtype)
+        model.pretrained_source = str(source)  # where companions saved beside the weights are found
         return model.eval()
 
 

@@ -11,6 +11,13 @@ per token) to the stride-16 and stride-32 features, and decodes top-down:
 
 ``hidden_channels`` is half the stride-64 width in the official code (640 on SD-1.5). Training uses cross-entropy with
 class weights (0.9, 1.1) (:func:`referring_loss`).
+
+Where the CLIP comes from: the frozen text encoder is not part of the weights (the official checkpoints do not hold
+it either). ``config.text_encoder`` names it -- a CLIP folder / hub id, or a Stable Diffusion one with
+``text_encoder/`` and ``tokenizer/`` -- so the config travels with the weights; the official models used
+``openai/clip-vit-large-patch14`` (the text encoder of SD-1.5 itself). With ``bundle_text_encoder`` the model folder
+holds a copy in ``text_encoder/`` + ``tokenizer/`` and needs nothing else. A bundled copy in the folder the model was
+loaded from wins over ``config.text_encoder``. It is loaded on the first :meth:`VPDReferring.encode_expressions`.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -30,12 +38,17 @@ from vpd.modeling.backbone import BackboneConfig, VPDBackbone
 from vpd.modeling.builder import build_vpd_model
 from vpd.modeling.hub import PretrainedModel
 from vpd.modeling.outputs import ReferringOutput
-from vpd.modeling.stable_diffusion import TINY_UNET_CONFIG, TINY_VAE_CONFIG
+from vpd.modeling.stable_diffusion import TINY_UNET_CONFIG, TINY_VAE_CONFIG, load_clip_text_encoder
+from vpd.modeling.text_encoder import ExpressionEncoder
 
 #: Background and the referred object.
 NUM_CLASSES = 2
 #: Official cross-entropy class weights (background, object).
 CLASS_WEIGHTS = (0.9, 1.1)
+#: Where a bundled CLIP lives inside a model folder (the Stable Diffusion layout, so the folder loads as a CLIP source).
+BUNDLED_TEXT_ENCODER, BUNDLED_TOKENIZER = "text_encoder", "tokenizer"
+#: The CLIP the official referring models encode expressions with (``refer/train.py``).
+OFFICIAL_TEXT_ENCODER = "openai/clip-vit-large-patch14"
 
 
 def _refcoco_backbone(context_length: int = 40) -> BackboneConfig:
@@ -52,13 +65,19 @@ class VPDReferringConfig:
     Attributes:
         backbone: conditioned on the expression's tokens (``conditioning="text"``), with cross-attention maps.
         hidden_channels: width of the decoder's conv blocks (official: half the stride-64 width, 640 on SD-1.5).
+        text_encoder: the frozen CLIP that encodes expressions (folder or hub id; see the module docstring).
+        bundle_text_encoder: save a copy of that CLIP inside the model folder.
     """
 
     backbone: BackboneConfig = field(default_factory=_refcoco_backbone)
     hidden_channels: int = 640
+    text_encoder: str | None = OFFICIAL_TEXT_ENCODER
+    bundle_text_encoder: bool = False
 
     def __post_init__(self) -> None:
         check_range("hidden_channels", self.hidden_channels, low=1)
+        if self.bundle_text_encoder and not self.text_encoder:
+            raise ValueError("bundle_text_encoder needs text_encoder (the CLIP to copy into the model folder)")
         if self.backbone.conditioning != "text":
             raise ValueError("VPD referring segmentation conditions on the expression's tokens (conditioning='text')")
         if self.backbone.context_length is None:
@@ -140,12 +159,77 @@ class VPDReferring(PretrainedModel):
         self.config = config
         self.backbone = backbone if backbone is not None else VPDBackbone(config.backbone)
         self.head = ReferringDecoder(config.backbone.feature_channels, config.hidden_channels)
+        self._expressions: ExpressionEncoder | None = None  # not a submodule: never in the weights
 
     @property
     def context_length(self) -> int:
         return int(self.config.backbone.num_tokens)
 
-    def forward(self, images: torch.Tensor, text_embeddings: torch.Tensor) -> ReferringOutput:
+    # ------------------------------------------------------------------ expressions
+    def _bundled_source(self) -> str | None:
+        """The folder / hub id this model was loaded from, when it holds a bundled ``text_encoder/``."""
+        source = self.pretrained_source
+        if source is None:
+            return None
+        if os.path.isdir(source):
+            return source if os.path.isfile(os.path.join(source, BUNDLED_TEXT_ENCODER, "config.json")) else None
+        try:
+            from huggingface_hub import file_exists
+
+            return source if file_exists(source, f"{BUNDLED_TEXT_ENCODER}/config.json") else None
+        except Exception:  # offline, or not a hub id: fall back to config.text_encoder
+            return None
+
+    @property
+    def expression_encoder(self) -> ExpressionEncoder:
+        """The frozen CLIP tokenizer + text encoder (loaded on first use; see the module docstring)."""
+        if self._expressions is None:
+            source = self._bundled_source() or self.config.text_encoder
+            if not source:
+                raise ValueError(
+                    "this referring model names no text encoder (config.text_encoder is null): pass text "
+                    "embeddings, or set one with model.attach_text_encoder(...)"
+                )
+            encoder, tokenizer = load_clip_text_encoder(source)
+            self.attach_text_encoder(encoder, tokenizer)
+        assert self._expressions is not None
+        return self._expressions
+
+    def attach_text_encoder(self, text_encoder: Any, tokenizer: Any) -> None:
+        """Uses this transformers ``CLIPTextModel`` and ``CLIPTokenizer`` for expressions (instead of loading
+        ``config.text_encoder``); its width must be the backbone's text width."""
+        width = int(text_encoder.config.hidden_size)
+        if width != self.config.backbone.text_dim:
+            raise ValueError(
+                f"text encoder: its width {width} is not the model's text width {self.config.backbone.text_dim}"
+            )
+        self._expressions = ExpressionEncoder(text_encoder, tokenizer, length=self.context_length)
+
+    def encode_expressions(self, expressions: Sequence[str], device: torch.device | str | None = None) -> torch.Tensor:
+        """``[B, context_length, text_dim]`` CLIP ``last_hidden_state`` of the sentences (cached per sentence),
+        on ``device`` (default: the model's) in the model's dtype."""
+        parameter = next(self.head.parameters())
+        encoder = self.expression_encoder
+        on = parameter.device if device is None else torch.device(device)
+        if next(encoder.text_encoder.parameters()).device != on and on.type != "meta":
+            encoder.text_encoder.to(on)
+        return encoder(list(expressions), device=on).to(parameter.dtype)
+
+    def _save_extras(self, directory: Path) -> None:
+        if not self.config.bundle_text_encoder:
+            return
+        encoder = self.expression_encoder
+        encoder.text_encoder.save_pretrained(directory / BUNDLED_TEXT_ENCODER)
+        encoder.tokenizer.save_pretrained(directory / BUNDLED_TOKENIZER)
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        images: torch.Tensor,
+        text_embeddings: torch.Tensor | None = None,
+        *,
+        expressions: Sequence[str] | None = None,
+    ) -> ReferringOutput:
         """Segments what each expression refers to.
 
         Args:
@@ -153,11 +237,21 @@ class VPDReferring(PretrainedModel):
                 to a multiple of 64 inside, the logits are resized to the padded size and cropped back.
             text_embeddings: ``[B, context_length, text_dim]``: the CLIP text encoder's ``last_hidden_state`` of the
                 expressions, padding tokens included (the official forward uses no attention mask).
+            expressions: instead of ``text_embeddings``, ``B`` sentences, encoded by :meth:`encode_expressions`.
 
         Returns:
             :class:`ReferringOutput` with ``logits`` ``[B, 2, H, W]``: the decoder's stride-8 logits resized to the
             input (bilinear, ``align_corners=True``, as the official forward).
         """
+        if (text_embeddings is None) == (expressions is None):
+            raise ValueError("pass exactly one of text_embeddings and expressions")
+        if expressions is not None:
+            if isinstance(expressions, str) or len(expressions) != images.shape[0]:
+                raise ValueError(
+                    f"expressions: expected a list of {images.shape[0]} sentences (one per image), got {expressions!r}"
+                )
+            text_embeddings = self.encode_expressions(expressions, device=images.device)
+        assert text_embeddings is not None
         expected = self.context_length
         if text_embeddings.ndim != 3 or text_embeddings.shape[1] != expected:
             raise ValueError(
@@ -209,8 +303,9 @@ def build_vpd_referring(
     )
 
 
-def tiny_vpd_referring_config(context_length: int = 40) -> VPDReferringConfig:
-    """A small SD-shaped VPD referring model for tests and the CPU demo (text width 32, as the tiny test CLIP).
+def tiny_vpd_referring_config(context_length: int = 40, text_encoder: str | None = None) -> VPDReferringConfig:
+    """A small SD-shaped VPD referring model for tests and the CPU demo (text width 32, as
+    :func:`vpd.modeling.text_encoder.tiny_clip`); ``text_encoder`` names a CLIP of that width.
 
     Not the shape of the ``vpd_refer_tiny`` parity fixture (UNet widths 64-256, text width 768): converted checkpoints
     carry their own shapes.
@@ -218,4 +313,8 @@ def tiny_vpd_referring_config(context_length: int = 40) -> VPDReferringConfig:
     backbone = dataclasses.replace(
         _refcoco_backbone(context_length), unet=dict(TINY_UNET_CONFIG), vae=dict(TINY_VAE_CONFIG)
     )
-    return VPDReferringConfig(backbone=backbone, hidden_channels=TINY_UNET_CONFIG["block_out_channels"][-1] // 2)
+    return VPDReferringConfig(
+        backbone=backbone,
+        hidden_channels=TINY_UNET_CONFIG["block_out_channels"][-1] // 2,
+        text_encoder=text_encoder,
+    )

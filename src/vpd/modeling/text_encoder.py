@@ -105,7 +105,7 @@ class ExpressionEncoder:
     def hidden_size(self) -> int:
         return int(self.text_encoder.config.hidden_size)
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: the encodings feed a trained model's autograd graph
     def __call__(self, sentences: Sequence[str], device: torch.device | str | None = None) -> torch.Tensor:
         """``[len(sentences), length, hidden]`` float32 on ``device`` (default: the encoder's)."""
         if isinstance(sentences, str):
@@ -133,3 +133,50 @@ class ExpressionEncoder:
                 self._cache[s] = self._cache.pop(s)
         out = torch.stack(rows)
         return out.to(device) if device is not None else out
+
+
+def tiny_clip(words: Sequence[str] = (), hidden_size: int = 32, seed: int = 0) -> tuple[Any, Any]:
+    """A tiny random CLIP text encoder and a working CLIP tokenizer, built locally (tests, the CPU demo).
+
+    The tokenizer is CLIP's byte-level BPE over the 256 byte symbols, plus merges that make each of ``words``
+    (lower case, no spaces) one token, so a sentence of known words takes one token a word; other text still
+    tokenises, a byte a token. The encoder (2 layers, 4 heads, 77 positions) has seeded random weights.
+
+    Returns:
+        ``(CLIPTextModel, CLIPTokenizer)``.
+    """
+    from tokenizers.pre_tokenizers import ByteLevel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    alphabet = sorted(ByteLevel.alphabet())
+    vocab = {c: i for i, c in enumerate(alphabet)}
+    vocab.update({c + "</w>": len(alphabet) + i for i, c in enumerate(alphabet)})
+    merges: list[tuple[str, str]] = []
+    for word in dict.fromkeys(w.lower() for w in words):
+        if not word or any(c not in vocab for c in word) or word != "".join(word.split()):
+            raise ValueError(f"tiny_clip: {word!r} is not one lower-case word of byte symbols")
+        symbols = [*word[:-1], word[-1] + "</w>"]
+        current = symbols[0]
+        for symbol in symbols[1:]:  # left to right: ((w o) r) d</w>
+            merge, current = (current, symbol), current + symbol
+            if current not in vocab:
+                vocab[current] = len(vocab)
+                merges.append(merge)
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges)  # type: ignore[arg-type]  # tokenizers takes pairs
+    config = CLIPTextConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        max_position_embeddings=77,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = CLIPTextModel(config).eval()
+    return model, tokenizer

@@ -34,6 +34,17 @@ def recipe_fields(spec: ModelConfig) -> dict[str, Any]:
     }
 
 
+def _split(config: Any, values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``values`` as (the model config's own fields, its backbone's fields): a recipe field names either."""
+    own = {f.name for f in dataclasses.fields(config)}
+    top = {k: v for k, v in values.items() if k in own}
+    return top, {k: v for k, v in values.items() if k not in own}
+
+
+def _current(config: Any, name: str) -> Any:
+    return getattr(config, name) if hasattr(config, name) else getattr(config.backbone, name)
+
+
 def apply_recipe(config: C, spec: ModelConfig, class_names: tuple[str, ...] | None = None) -> C:
     """``config`` (a model config with a ``backbone``) with the recipe's fields and backbone numerics applied."""
     backbone: Any = config.backbone  # type: ignore[attr-defined]
@@ -41,7 +52,9 @@ def apply_recipe(config: C, spec: ModelConfig, class_names: tuple[str, ...] | No
     if class_names is not None:
         numerics["class_names"] = tuple(class_names)
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in recipe_fields(spec).items()}
-    return dataclasses.replace(config, backbone=dataclasses.replace(backbone, **numerics), **values)  # type: ignore[type-var]
+    top, on_backbone = _split(config, values)
+    backbone = dataclasses.replace(backbone, **numerics, **on_backbone)
+    return dataclasses.replace(config, backbone=backbone, **top)  # type: ignore[type-var]
 
 
 def from_init(
@@ -66,7 +79,7 @@ def from_init(
     changes: dict[str, Any] = {}
     for name, value in recipe_fields(spec).items():
         value = tuple(value) if isinstance(value, list) else value
-        current = getattr(saved, name)
+        current = _current(saved, name)
         if value == current:
             continue
         if name not in mutable:
@@ -90,10 +103,12 @@ def from_init(
     numerics = {n: getattr(spec, n) for n in _BACKBONE_FIELDS if getattr(spec, n) is not None}
     if not changes and all(getattr(saved.backbone, n) == v for n, v in numerics.items()):
         return model
-    config = dataclasses.replace(saved, backbone=dataclasses.replace(saved.backbone, **numerics), **changes)
+    top, on_backbone = _split(saved, changes)
+    config = dataclasses.replace(saved, backbone=dataclasses.replace(saved.backbone, **numerics, **on_backbone), **top)
     with torch.device("meta"):
         rebuilt = type(model)(config)
     load_state_dict_strict(rebuilt, model.state_dict(), source=str(spec.init), assign=True)
+    rebuilt.pretrained_source = model.pretrained_source
     return rebuilt.eval()
 
 
@@ -113,7 +128,7 @@ def build_from_recipe(
     full: Callable[[], Any],
     tiny: Callable[[tuple[str, ...]], Any],
     load: Callable[[str], Any],
-    what: str,
+    what: str | None,
     mutable: tuple[str, ...] = (),
 ) -> Any:
     """A task's VPD model for a run: ``model.init`` (see :func:`from_init`), else a fresh ``model_class`` on the
@@ -124,7 +139,8 @@ def build_from_recipe(
         config: the run.
         data_classes: the training data's classes.
         model_class: the model class; full, tiny: its architectures; load: ``source -> model``.
-        what: what the classes are, for the message when there are none ("scene classes").
+        what: what the classes are, for the message when there are none ("scene classes"); None: the task's
+            models have no classes.
         mutable: fields that may change on a ``model.init`` model.
     """
     from vpd.modeling.builder import build_vpd_model
@@ -132,12 +148,12 @@ def build_from_recipe(
     spec = config.model
     if spec.init:
         return from_init(spec, load, data_classes, mutable)
-    names = class_names_for(config, data_classes, what)
+    names = class_names_for(config, data_classes, what) if what is not None else ()
     base = tiny(names) if spec.architecture == "tiny" else full()
     extra: dict[str, Any] = {"original_config": spec.original_config} if spec.original_config else {}
     return build_vpd_model(
         model_class,
-        apply_recipe(base, spec, names),
+        apply_recipe(base, spec, names if what is not None else None),
         stable_diffusion=spec.pretrained,
         text_encoder=spec.text_encoder,
         class_embeddings=spec.class_embeddings,

@@ -16,6 +16,7 @@ from vpd.tasks import register_task
 from vpd.tasks.base import Task
 from vpd.tasks.building import build_from_recipe
 from vpd.training.config import AugmentConfig, EvalConfig, ModelConfig
+from vpd.training.optim import UNET_TRANSFORMER_NORMS
 
 if TYPE_CHECKING:
     from vpd.data.base import PerceptionDataset, Transform
@@ -165,7 +166,7 @@ class SemanticTask(Task):
             "warmup_steps": 1500,
             "warmup_ratio": 1e-6,
             "param_rules": [
-                {"key": r"unet\..*attentions\.\d+\.(norm\.|transformer_blocks\.\d+\.norm\d)", "decay_mult": 0.0},
+                {"key": UNET_TRANSFORMER_NORMS, "decay_mult": 0.0},
                 {"key": "unet", "lr_mult": 0.1},
             ],
             "no_decay": "none",

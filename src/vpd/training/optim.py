@@ -18,6 +18,12 @@ from torch import nn
 
 NoDecay = Literal["1d_and_bias", "bias", "none"]
 
+#: The UNet's transformer norms in vpd's (diffusers) parameter names: what "norm" matches in the official ldm names
+#: (``SpatialTransformer.norm``, ``transformer_blocks.*.norm1-3``), which the official segmentation and referring
+#: recipes exempt from weight decay. The ResBlock GroupNorms (ldm ``in_layers.0`` / ``out_layers.0``, diffusers
+#: ``resnets.*.norm1/2``) are not among them.
+UNET_TRANSFORMER_NORMS = r"unet\..*attentions\.\d+\.(norm\.|transformer_blocks\.\d+\.norm\d)"
+
 
 class Rule(Protocol):
     @property
