@@ -131,7 +131,7 @@ def test_sample_fields_and_native_masks(refer_root: Path) -> None:
     first = train.load(0)
     assert first.text == "man on the left"
     assert first.image.shape == (40, 60, 3) and first.image.dtype == np.uint8
-    assert first.meta == {"image_id": 1, "ref_id": 0, "category": "person"}
+    assert first.meta == {"image_id": 1, "ref_id": 0, "category": "person", "image_file": "COCO_train2014_1.jpg"}
     mask = first.targets["mask"]
     assert mask.dtype == np.uint8 and mask.shape == (40, 60) and set(np.unique(mask)) <= {0, 1}
     # The square polygon: ~20 x 20 pixels (pycocotools' rasteriser), all inside its box, equal to pycocotools' area.
