@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "eval",
         help="evaluate a model with a recipe's protocol",
         description="Evaluate a model on the recipe's data.val with its eval protocol (crop, depth range, flip, "
-        "sliding windows). Writes metrics.json and per_sample.csv.",
+        "sliding windows). Writes metrics.json and per_sample.csv (with --split: one folder per split).",
     )
     add_config_arguments(parser)
     parser.add_argument(
@@ -28,6 +28,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "default: the recipe's model.init",
     )
     parser.add_argument("--output", default=None, help="results folder (default: <train.output_dir>/eval)")
+    parser.add_argument(
+        "--split",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="evaluate on these splits of data.val's dataset in turn (sets data.val.args.split; RefCOCO: val testA "
+        "testB), each into <output>/<split>/, with a table of all at the end",
+    )
     parser.add_argument(
         "--save-predictions",
         action="store_true",
@@ -59,15 +67,12 @@ def format_table(metrics: dict[str, float]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
     from accelerate import Accelerator
 
-    from vpd.configuration import to_dict
-    from vpd.data.io import write_csv_atomic, write_json_atomic
+    from vpd.data.io import write_json_atomic
     from vpd.data.registry import build_dataset
     from vpd.tasks import get_task
     from vpd.training.config import load_run_config
-    from vpd.training.evaluate import evaluate
 
     config = load_run_config(args.config, args.overrides)
     source = args.model or config.model.init
@@ -76,11 +81,49 @@ def run(args: argparse.Namespace) -> int:
     if config.data.val is None:
         raise ValueError("the recipe has no data.val to evaluate on")
     task = get_task(config.model.task)
-    dataset = build_dataset(config.data.val.kind, config.data.val.args, where="data.val")
+    splits = args.split or [None]
+    datasets = []  # all built first: a bad split name fails before the model loads
+    for split in splits:
+        val_args = dict(config.data.val.args) if split is None else {**config.data.val.args, "split": split}
+        where = "data.val" if split is None else f"data.val (--split {split})"
+        datasets.append((split, val_args, build_dataset(config.data.val.kind, val_args, where=where)))
     accelerator = Accelerator()
     model = load_any_model(source, config).to(accelerator.device).eval()
     output = Path(args.output or Path(config.train.output_dir) / "eval")
 
+    by_split = {}
+    for split, val_args, dataset in datasets:
+        folder = output if split is None else output / split
+        if split is not None and accelerator.is_main_process:
+            print(f"split {split}: {len(dataset)} samples")
+        metrics = _evaluate_into(folder, task, model, dataset, config, accelerator, source, val_args, args)
+        by_split[split] = metrics
+    if args.split and accelerator.is_main_process:
+        rows = [{"split": split, **metrics} for split, metrics in by_split.items()]
+        write_json_atomic(output / "splits.json", {"model": str(source), "splits": rows})
+        print(f"\n{format_rows(rows)}\n-> {output}/splits.json")
+    return 0
+
+
+def _evaluate_into(
+    output: Path,
+    task: Any,
+    model: Any,
+    dataset: Any,
+    config: RunConfig,
+    accelerator: Any,
+    source: str,
+    val_args: dict[str, Any],
+    args: argparse.Namespace,
+) -> dict[str, float]:
+    """One evaluation of ``model`` on ``dataset`` into ``output`` (metrics.json, per_sample.csv, further tables)."""
+    import torch
+
+    from vpd.configuration import to_dict
+    from vpd.data.io import write_csv_atomic, write_json_atomic
+    from vpd.training.evaluate import evaluate
+
+    assert config.data.val is not None
     on_batch = None
     if args.save_predictions:
         def on_batch(batch: dict, prediction: torch.Tensor) -> None:
@@ -104,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         summary = {
             "model": str(source),
             "task": task.name,
-            "dataset": {"kind": config.data.val.kind, **config.data.val.args},
+            "dataset": {"kind": config.data.val.kind, **val_args},
             "protocol": to_dict(config.eval),
             "samples": len(result.rows),
             "seconds": round(time.perf_counter() - start, 1),
@@ -121,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
             print(format_rows(rows))
         print(format_table(result.metrics))
         print(f"{len(result.rows)} samples in {summary['seconds']}s -> {output}/{', '.join(written)}")
-    return 0
+    return result.metrics
 
 
 def format_rows(rows: list[dict[str, Any]]) -> str:
