@@ -154,8 +154,8 @@ class RefCOCO(PerceptionDataset):
         seed: augmentation seed.
 
     Samples: ``image`` uint8 ``[S, S, 3]``; ``targets["mask"]`` uint8 ``[S, S]`` of 0 / 1; ``text`` the sentence
-    (the refer API's normalised ``sent``); ``name`` ``"<ref_id>_<sentence index>"``; ``meta`` ``image_id``,
-    ``ref_id``, ``category`` (the COCO category name).
+    (the refer API's normalised ``sent``); ``name`` ``"<ref_id>_<sentence index>"``; ``meta`` ``image_file`` (the
+    COCO file name), ``image_id``, ``ref_id``, ``category`` (the COCO category name).
 
     Raises (at construction):
         ValueError: unknown dataset, split_by or split (one line listing the valid ones), a malformed refs pickle or
