@@ -322,6 +322,36 @@ def write_depth_png(path: str | os.PathLike[str], depth_m: np.ndarray, scale: fl
     _atomic_write(path, lambda handle: image.save(handle, format="PNG"))
 
 
+def write_png16_atomic(path: str | os.PathLike[str], array: np.ndarray) -> None:
+    """Writes a uint16 ``[H, W]`` (gray) or ``[H, W, 3]`` (RGB) image as a 16-bit PNG, atomically.
+
+    Pillow writes 16-bit gray but not 16-bit RGB, so RGB is encoded here: the PNG container is three chunks (IHDR
+    with bit depth 16 and colour type 2, one zlib-compressed IDAT of big-endian rows each behind filter byte 0,
+    IEND), each with its CRC-32.
+    """
+    array = np.asarray(array)
+    if array.dtype != np.uint16 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3)):
+        raise ValueError(f"write_png16_atomic({os.fspath(path)}): expected uint16 [H, W] or [H, W, 3], got "
+                         f"{array.dtype} {array.shape}")  # fmt: skip
+    if array.ndim == 2:
+        image = Image.fromarray(np.ascontiguousarray(array))  # mode I;16
+        _atomic_write(path, lambda handle: image.save(handle, format="PNG"))
+        return
+    import struct
+    import zlib
+
+    height, width = array.shape[:2]
+    rows = np.ascontiguousarray(array.astype(">u2")).view(np.uint8).reshape(height, width * 6)
+    raw = np.concatenate([np.zeros((height, 1), np.uint8), rows], axis=1).tobytes()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+    _atomic_write(path, lambda handle: handle.write(png))
+
+
 def save_npy_atomic(path: str | os.PathLike[str], array: np.ndarray) -> None:
     """Saves ``array`` with ``np.save`` (no pickling), atomically; parent folders are created.
 

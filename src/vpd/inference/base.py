@@ -211,6 +211,14 @@ class ImagePredictor:
 
     # ----------------------------------------------------------------------------------------------------------
 
+    def processed_size(self, size: tuple[int, int], resolution: int) -> tuple[int, int]:
+        """The size an image of ``size`` is processed at (longer side ``resolution``, rounded; 0: unchanged)."""
+        return processed_size(size, resolution)
+
+    def preprocess(self, image: torch.Tensor, resolution: int) -> torch.Tensor:
+        """``[3, H, W]`` in [0, 1] -> the model's input at ``processed_size`` (bilinear, antialiased)."""
+        return resize_longer_side(image, resolution)
+
     def _predict_batch(self, images: torch.Tensor, **options: Any) -> torch.Tensor:
         """``[n, 3, h, w]`` images on the model's device and dtype -> ``[n, C, h, w]`` outputs."""
         raise NotImplementedError
@@ -245,14 +253,14 @@ class ImagePredictor:
         inputs = [self.to_tensor(item) for item in items]
         sizes = [(int(t.shape[1]), int(t.shape[2])) for t in inputs]
         for i, size in enumerate(sizes):
-            height, width = processed_size(size, processing_resolution)
+            height, width = self.processed_size(size, processing_resolution)
             if max_pixels is not None and height * width > max_pixels:
                 name = f"images[{i}]" if is_batch else "images"
                 raise ValueError(
                     f"{name}: {size[0]}x{size[1]} would run at {height}x{width}, more than max_pixels={max_pixels}; "
                     f"pass processing_resolution={fitting_resolution(size, max_pixels)} (or max_pixels=None)"
                 )
-        processed = [resize_longer_side(t, processing_resolution) for t in inputs]
+        processed = [self.preprocess(t, processing_resolution) for t in inputs]
 
         # Only images of equal processed size can share a batch; grouping keeps the output order via the indices.
         groups: dict[tuple[int, int], list[int]] = {}
