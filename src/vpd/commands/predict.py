@@ -5,21 +5,30 @@ Depth models write, for every input image ``<root>/<rel>/<name>.<ext>``, ``<outp
 ``--png-scale``), ``<name>_depth.npy`` (float32 metres) and ``<name>_depth_color.png`` (near = red with the default
 Spectral map). Segmentation models write ``<name>_labels.png`` (uint8 class ids), ``<name>_labels_color.png`` (the
 ADE20K palette), ``<name>_overlay.png`` (colours over the photo) and, on request, ``<name>_probs.npy`` (float16
-``[C, H, W]``). The folder structure below each input folder is kept; a file given directly lands in ``<output>``
-itself. Every file is written atomically (``vpd.inference.outputs``).
+``[C, H, W]``). Referring segmentation models take sentences, ``--expression TEXT`` (repeatable, for every image)
+and / or ``--expressions FILE.jsonl`` (lines ``{"image": path, "expression": text}``, paths relative to the file's
+folder, several lines per image allowed; its images are inputs too, keeping their folders below the file's), and
+write per image and sentence ``k`` ``<name>_<k>_mask.png`` (0 / 255), ``<name>_<k>_overlay.png`` (the mask over the
+photo under a band with the sentence) and ``<name>_<k>_prob.png`` (16-bit, probability x 65535), then
+``<name>_expressions.json`` (``k`` -> sentence and files). The folder structure below each input folder is kept; a file
+given directly lands in ``<output>`` itself. Every file is written atomically (``vpd.inference.outputs``).
 
 Error policy: problems that make the whole run pointless (no images, a missing model, an unknown scene, a device
-this machine lacks, an unusable PNG scale, two inputs that would write the same output, an output that would replace
-an input, an output folder that cannot be written) stop before any prediction with one line and exit code 2. An image
-that cannot be read (corrupt, truncated, not an image, too large to decode safely) or predicted (too elongated for
-the windows asked for) is skipped with one line naming it; the others are still predicted and the run ends with a
-list of the failures and exit code 1. An image larger than ``--max-pixels`` runs at the largest processing
-resolution within that budget, said in one line, and its depth is resized back to the full size.
+this machine lacks, an unusable PNG scale, a referring model without sentences or a bad line in ``--expressions``
+(naming file and line), sentences for a model that takes none, two inputs that would write the same output, an
+output that would replace an input, an output folder that cannot be written) stop before any prediction with one
+line and exit code 2. An image that cannot be read (corrupt, truncated, not an image, too large to decode safely) or
+predicted (too elongated for the windows asked for) is skipped with one line naming it; the others are still
+predicted and the run ends with a list of the failures and exit code 1. An image larger than ``--max-pixels`` runs
+at the largest processing resolution within that budget, said in one line, and its depth is resized back to the full
+size.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import sys
 import time
@@ -53,6 +62,12 @@ def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
     return parse
 
 
+def _sentence(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a non-empty sentence, got {text!r}")
+    return text
+
+
 def _formats(text: str) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
     if not names:
@@ -64,10 +79,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "predict",
         help="predict depth maps or segmentations for images and folders",
-        description="Predict with a vpd model (depth or semantic segmentation, from the model's config) for image "
-        "files and folders (searched recursively).",
+        description="Predict with a vpd model (depth, semantic or referring segmentation, from the model's config) "
+        "for image files and folders (searched recursively).",
     )
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders of images")
+    parser.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="INPUT",
+        help="image files and/or folders of images (referring: may be left out with --expressions)",
+    )
     parser.add_argument(
         "--model",
         required=True,
@@ -81,6 +101,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="depth: scene class name (or index) to condition on, e.g. bedroom for NYUv2 models; "
         "default: the mean of all class embeddings (unknown scene)",
+    )
+    parser.add_argument(
+        "--expression",
+        action="append",
+        type=_sentence,
+        default=None,
+        metavar="TEXT",
+        help="referring: a sentence naming the object to segment, for every input image (repeatable)",
+    )
+    parser.add_argument(
+        "--expressions",
+        default=None,
+        metavar="FILE.jsonl",
+        help='referring: lines {"image": path, "expression": text} (paths relative to the file\'s folder; several '
+        "lines per image allowed); its images are predicted too",
     )
     parser.add_argument("--flip", action="store_true", help="average with the horizontally flipped prediction")
     parser.add_argument(
@@ -98,7 +133,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         type=_int_in(0, MAX_PROCESSING_RESOLUTION),
         default=0,
-        help="resize so the longer side has N pixels before the model, depth resized back; 0 (default): native",
+        help="resize so the longer side has N pixels before the model, outputs resized back; 0 (default): native; "
+        "referring: the model sees N x N (0: the official 512 x 512)",
     )
     parser.add_argument(
         "--max-pixels",
@@ -113,7 +149,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         type=_int_in(1),
         default=1,
-        help="images (and crops) per model call (default 1)",
+        help="images (and crops; referring: sentences of an image) per model call (default 1)",
     )
     parser.add_argument(
         "--device", default="auto", metavar="DEVICE", help="cpu, cuda, cuda:1, mps, ...; default: cuda when available"
@@ -125,7 +161,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=_formats,
         default=None,
         help="comma-separated outputs; depth: png16 (uint16 PNG), npy (float32 metres), color (default: all); "
-        "segmentation: labels, color, overlay (default) and probs (float16 scores .npy)",
+        "segmentation: labels, color, overlay (default) and probs (float16 scores .npy); "
+        "referring: mask, overlay, prob (default: all)",
     )
     parser.add_argument(
         "--cmap", choices=COLORMAP_NAMES, default=None, help="depth: colour map of the colour PNG (spectral: near red)"
@@ -148,8 +185,66 @@ def _is_within(path: str, folder: str) -> bool:
         return False
 
 
-def collect_jobs(inputs: list[str], output: str, suffixes: Sequence[str]) -> list[_Job]:
-    """The images to predict and their output stems, checked for collisions before any work is done.
+def read_expressions(path: str) -> list[tuple[str, str]]:
+    """``(image, sentence)`` per non-blank line of a ``--expressions`` JSON-lines file, image paths joined onto the
+    file's folder.
+
+    Raises:
+        FileNotFoundError: no such file, or a line naming a missing image (with the line number).
+        ValueError: a line that is not a JSON object with a non-empty string ``image`` and ``expression`` (naming the
+            file and line), or no lines at all.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--expressions {path}: no such file")
+    base = os.path.dirname(os.path.abspath(path))
+    pairs: list[tuple[str, str]] = []
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                where = f"{path}:{number}"
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
+                if not isinstance(record, dict):
+                    raise ValueError(f"{where}: expected an object with keys image and expression, got "
+                                     f"{type(record).__name__}")  # fmt: skip
+                image, text = record.get("image"), record.get("expression")
+                if not isinstance(image, str) or not image.strip():
+                    raise ValueError(f'{where}: "image": expected an image path, got {image!r}')
+                if not isinstance(text, str) or not text.strip():
+                    raise ValueError(f'{where}: "expression": expected a non-empty sentence, got {text!r}')
+                full = os.path.join(base, image)
+                if not os.path.isfile(full):
+                    raise FileNotFoundError(f"{where}: {full}: no such image file")
+                pairs.append((os.path.normpath(full), text))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    if not pairs:
+        raise ValueError(f"--expressions {path}: no lines with an image and an expression")
+    return pairs
+
+
+def _expression_jobs(path: str, pairs: list[tuple[str, str]]) -> list[_Job]:
+    """One job per image of an ``--expressions`` file, its stem the path below the file's folder."""
+    base = os.path.dirname(os.path.abspath(path))
+    jobs: dict[str, _Job] = {}
+    for image, _ in pairs:
+        key = os.path.realpath(image)
+        if key in jobs:
+            continue
+        relative = os.path.relpath(os.path.abspath(image), base)
+        if relative.startswith(os.pardir) or os.path.isabs(relative):  # outside the file's folder: its name alone
+            relative = os.path.basename(image)
+        jobs[key] = _Job(image, os.path.splitext(relative)[0])
+    return list(jobs.values())
+
+
+def collect_jobs(inputs: list[str], output: str, suffixes: Sequence[str], extra: Sequence[_Job] = ()) -> list[_Job]:
+    """The images to predict and their output stems, checked for collisions before any work is done; ``extra``
+    jobs (the images of ``--expressions``) are added unless an input already holds them.
 
     Raises:
         FileNotFoundError: an input does not exist.
@@ -175,6 +270,8 @@ def collect_jobs(inputs: list[str], output: str, suffixes: Sequence[str]) -> lis
             jobs.append(_Job(entry, os.path.splitext(os.path.basename(entry))[0]))
         else:
             raise FileNotFoundError(f"{entry}: no such file or folder")
+    known = {os.path.realpath(job.source) for job in jobs}
+    jobs += [job for job in extra if os.path.realpath(job.source) not in known]
 
     seen: dict[str, str] = {}
     for job in jobs:
@@ -205,13 +302,31 @@ def _check_writable(output: str) -> None:
         raise PermissionError(f"--output {output}: {folder} is not writable")
 
 
+def _sentences(args: argparse.Namespace) -> tuple[dict[str, list[str]], list[_Job]]:
+    """For a referring model: the sentences of ``--expressions`` by image (real path) and its images as jobs.
+
+    Raises:
+        ValueError: neither ``--expression`` nor ``--expressions`` given, or a bad line (see :func:`read_expressions`).
+    """
+    if not args.expression and not args.expressions:
+        raise ValueError(f"{args.model} is a referring model: give the sentences with --expression TEXT (every image) "
+                         f"or --expressions FILE.jsonl")  # fmt: skip
+    if not args.expressions:
+        return {}, []
+    pairs = read_expressions(args.expressions)
+    sentences: dict[str, list[str]] = {}
+    for image, text in pairs:
+        sentences.setdefault(os.path.realpath(image), []).append(text)
+    return sentences, _expression_jobs(args.expressions, pairs)
+
+
 def run(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
     from vpd.data.io import read_image
     from vpd.errors import first_line, is_out_of_memory
-    from vpd.inference.base import fitting_resolution, processed_size
+    from vpd.inference.base import fitting_resolution
     from vpd.inference.outputs import foreign_options, writer_for
     from vpd.runtime import resolve_device
 
@@ -227,7 +342,22 @@ def run(args: argparse.Namespace) -> int:
             f"--formats: {', '.join(unknown)} is not a {writer_class.task} output; "
             f"expected a subset of {','.join(writer_class.suffixes)}"
         )
-    jobs = collect_jobs(args.inputs, args.output, [writer_class.suffixes[f] for f in formats])
+    if not args.inputs and not args.expressions:
+        raise ValueError("no INPUT given: name image files or folders (a referring model also takes --expressions)")
+    sentences, extra = _sentences(args) if writer_class.takes_expressions else (None, [])
+    count = 1 if sentences is None else len(args.expression or []) + max(map(len, sentences.values()), default=0)
+    jobs = collect_jobs(args.inputs, args.output, writer_class.output_suffixes(formats, max(count, 1)), extra)
+    expressions: dict[str, list[str]] | None = None
+    if sentences is not None:
+        expressions = {}
+        for job in jobs:
+            found = [*(args.expression or []), *sentences.get(os.path.realpath(job.source), [])]
+            expressions[job.source] = list(dict.fromkeys(found))  # a sentence repeated for an image: once
+        missing = [job.source for job in jobs if not expressions[job.source]]
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise ValueError(f"{missing[0]}{more}: no sentence for this image; give --expression TEXT (every image) "
+                             f"or lines for it in --expressions")  # fmt: skip
     device = resolve_device(args.device)
     _check_writable(args.output)
 
@@ -249,12 +379,14 @@ def run(args: argparse.Namespace) -> int:
     def predict(group: list[tuple[_Job, np.ndarray]], resolution: int) -> None:
         nonlocal done
         try:
+            per_image = {} if expressions is None else {"expressions": [expressions[job.source] for job, _ in group]}
             predictions = predictor(
                 [image for _, image in group],
                 processing_resolution=resolution,
                 batch_size=args.batch_size,
                 max_pixels=None,  # budgeted per image below
                 **options,
+                **per_image,
             )
         except (ValueError, RuntimeError) as err:
             if isinstance(err, RuntimeError) and not is_out_of_memory(err):
@@ -287,12 +419,14 @@ def run(args: argparse.Namespace) -> int:
                     skip(job, err)
                     continue
                 size = (int(image.shape[0]), int(image.shape[1]))
-                height, width = processed_size(size, args.processing_resolution)
+                height, width = predictor.processed_size(size, args.processing_resolution)
                 if height * width <= args.max_pixels:
                     within.append((job, image))
                     continue
                 resolution = fitting_resolution(size, args.max_pixels)
-                fitted = processed_size(size, resolution)
+                while resolution > 1 and math.prod(predictor.processed_size(size, resolution)) > args.max_pixels:
+                    resolution -= 1  # a predictor that keeps no aspect ratio (referring: a square)
+                fitted = predictor.processed_size(size, resolution)
                 tqdm.write(
                     f"vpd predict: {job.source} is {size[0]}x{size[1]}; predicted at {fitted[0]}x{fitted[1]} "
                     f"(--max-pixels {args.max_pixels}) and resized back",

@@ -14,12 +14,15 @@ from vpd.inference.visualize import COLORMAPS, colorize, colorize_depth, coloriz
 
 if TYPE_CHECKING:
     from vpd.inference.predictor import DepthPrediction, DepthPredictor
+    from vpd.inference.referring import ReferringPrediction, ReferringPredictor
     from vpd.inference.segmentation import SemanticPrediction, SemanticPredictor
 
 __all__ = [
     "COLORMAPS",
     "DepthPrediction",
     "DepthPredictor",
+    "ReferringPrediction",
+    "ReferringPredictor",
     "SemanticPrediction",
     "SemanticPredictor",
     "colorize",
@@ -43,4 +46,8 @@ def __getattr__(name: str) -> Any:
         from vpd.inference import segmentation
 
         return getattr(segmentation, name)
+    if name in ("ReferringPredictor", "ReferringPrediction"):
+        from vpd.inference import referring
+
+        return getattr(referring, name)
     raise AttributeError(f"module 'vpd.inference' has no attribute {name!r}")

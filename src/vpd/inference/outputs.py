@@ -24,11 +24,13 @@ class Writer:
         default_formats: what is written without ``--formats``.
         model_type: the saved models it writes for.
         options: the ``vpd predict`` options (argparse destinations) only this task takes.
+        takes_expressions: the predictor is called with ``expressions=`` (one list of sentences per image).
     """
 
     task: ClassVar[str]
     model_type: ClassVar[str]
     options_taken: ClassVar[tuple[str, ...]] = ()
+    takes_expressions: ClassVar[bool] = False
     suffixes: ClassVar[dict[str, str]]
     default_formats: ClassVar[tuple[str, ...]]
 
@@ -40,6 +42,11 @@ class Writer:
     def predictor_class() -> type[ImagePredictor]:
         raise NotImplementedError
 
+    @classmethod
+    def output_suffixes(cls, formats: tuple[str, ...], count: int = 1) -> list[str]:
+        """Every ``<stem><suffix>`` file a run may write per image (``count``: the most sentences of an image)."""
+        return [cls.suffixes[f] for f in formats]
+
     def options(self, formats: tuple[str, ...]) -> dict[str, Any]:
         """Keyword arguments of the predictor call from the command line (checked before any image is read)."""
         raise NotImplementedError
@@ -50,7 +57,7 @@ class Writer:
 
 #: A saved model's ``model_type`` -> the writer of its task.
 WRITERS: dict[str, type[Writer]] = {}
-_BUILTIN = ("vpd.inference.predictor", "vpd.inference.segmentation")
+_BUILTIN = ("vpd.inference.predictor", "vpd.inference.segmentation", "vpd.inference.referring")
 
 
 def register_writer(cls: type[Writer]) -> type[Writer]:
