@@ -132,9 +132,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--processing-resolution",
         metavar="N",
         type=_int_in(0, MAX_PROCESSING_RESOLUTION),
-        default=0,
-        help="resize so the longer side has N pixels before the model, outputs resized back; 0 (default): native; "
-        "referring: the model sees N x N (0: the official 512 x 512)",
+        default=None,
+        help="resize so the longer side has N pixels before the model, outputs resized back; 0: native (the default, "
+        "except one-step models: the checkpoint's, else 768); referring: the model sees N x N (0: the official "
+        "512 x 512)",
+    )
+    parser.add_argument(
+        "--steps",
+        metavar="N",
+        type=_int_in(1),
+        default=None,
+        help="one-step family, Marigold models: denoising steps (default: the checkpoint's)",
+    )
+    parser.add_argument(
+        "--ensemble-size",
+        metavar="N",
+        type=_int_in(1),
+        default=None,
+        help="one-step family, Marigold models: predictions averaged after scale-and-shift alignment (default 1)",
     )
     parser.add_argument(
         "--max-pixels",
@@ -367,6 +382,9 @@ def run(args: argparse.Namespace) -> int:
     predictor = writer_class.predictor_class().from_pretrained(args.model, device=device, dtype=dtype)
     writer = writer_class(predictor, args)
     options = writer.options(formats)
+    resolution_asked = args.processing_resolution
+    if resolution_asked is None:
+        resolution_asked = predictor.default_processing_resolution
 
     failures: list[str] = []
     done = 0
@@ -419,7 +437,7 @@ def run(args: argparse.Namespace) -> int:
                     skip(job, err)
                     continue
                 size = (int(image.shape[0]), int(image.shape[1]))
-                height, width = predictor.processed_size(size, args.processing_resolution)
+                height, width = predictor.processed_size(size, resolution_asked)
                 if height * width <= args.max_pixels:
                     within.append((job, image))
                     continue
@@ -434,7 +452,7 @@ def run(args: argparse.Namespace) -> int:
                 )
                 predict([(job, image)], resolution)
             if within:
-                predict(within, args.processing_resolution)
+                predict(within, resolution_asked)
 
     seconds = time.perf_counter() - start
     print(f"vpd predict: {done} image{'s' * (done != 1)} in {seconds:.1f} s -> {args.output}")

@@ -51,6 +51,11 @@ class ImagePredictor:
     #: how the output is resized back from the processing resolution (depth: antialiased when shrinking)
     resize_antialias: ClassVar[bool] = True
 
+    @property
+    def default_processing_resolution(self) -> int:
+        """The ``processing_resolution`` ``vpd predict`` uses when none is given (0: the image's own size)."""
+        return 0
+
     @classmethod
     def model_class(cls) -> Any:
         """The model class this predictor runs (imported on first use)."""

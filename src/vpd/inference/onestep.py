@@ -77,6 +77,11 @@ class OneStepPredictor(ImagePredictor):
     def class_names(self) -> tuple[str, ...]:
         return ()
 
+    @property
+    def default_processing_resolution(self) -> int:
+        """The checkpoint's (Marigold's ``default_processing_resolution``), else the projects' 768."""
+        return int(self.model.config.pipeline.get("default_processing_resolution") or DEFAULT_PROCESSING_RESOLUTION)
+
     # ---------------------------------------------------------------------------------------------------------
     # the project's processing (ImagePredictor hooks)
 
@@ -142,9 +147,7 @@ class OneStepPredictor(ImagePredictor):
         """
         config = self.model.config
         if processing_resolution is None:
-            processing_resolution = int(
-                config.pipeline.get("default_processing_resolution", DEFAULT_PROCESSING_RESOLUTION)
-            )
+            processing_resolution = self.default_processing_resolution
         self.check_common(images, processing_resolution, batch_size, output_type, max_pixels)
         marigold = config.preprocessing is None
         if not marigold and (num_inference_steps not in (None, 1) or ensemble_size != 1 or output_uncertainty):
@@ -256,31 +259,46 @@ class OneStepWriter(Writer):
     task = "onestep"
     model_type = "onestep"
     options_taken = ("steps", "ensemble_size")
-    suffixes: ClassVar[dict[str, str]] = {"npy": ".npy", "png16": ".png", "color": "_color.png"}
+    suffixes: ClassVar[dict[str, str]] = {"npy": ".npy", "png16": ".png", "color": "_color.png"}  # after _<target>
     default_formats = ("npy", "png16", "color")
 
     @staticmethod
     def predictor_class() -> type[ImagePredictor]:
         return OneStepPredictor
 
+    @classmethod
+    def output_suffixes(cls, formats: tuple[str, ...], count: int = 1) -> list[str]:
+        from vpd.modeling.onestep import TARGETS  # the model's target is not known before it loads: every one
+
+        return [f"_{target}{cls.suffixes[f]}" for target in TARGETS for f in formats]
+
     def options(self, formats: tuple[str, ...]) -> dict[str, Any]:
-        return {
-            "processing_resolution": self.args.processing_resolution,
-            "num_inference_steps": getattr(self.args, "steps", None),
-            "ensemble_size": getattr(self.args, "ensemble_size", None) or 1,
-        }
+        config = self.predictor.model.config
+        if config.preprocessing is not None and (self.args.steps or 1) * (self.args.ensemble_size or 1) > 1:
+            raise ValueError(f"--steps / --ensemble-size: a {config.preset} model predicts in one deterministic step; "
+                             "only Marigold models take several steps or ensembles")  # fmt: skip
+        return {"num_inference_steps": self.args.steps, "ensemble_size": self.args.ensemble_size or 1}
 
     def write(self, prediction: Any, stem: str, image: np.ndarray, formats: tuple[str, ...]) -> None:
-        from vpd.inference.visualize import colorize
+        write_map(f"{stem}_{prediction.target}", np.asarray(prediction.prediction, dtype=np.float32), formats)
 
-        value = np.asarray(prediction.prediction, dtype=np.float32)
-        name = f"{stem}_{prediction.target}"
-        normals = value.ndim == 3
-        unit = (value + 1) / 2 if normals else value  # [0, 1]
-        if "npy" in formats:
-            save_npy_atomic(name + self.suffixes["npy"], value)
-        if "png16" in formats:
-            write_png16_atomic(name + self.suffixes["png16"], np.round(unit * 65535).astype(np.uint16))
-        if "color" in formats:
-            color = np.round(unit * 255).astype(np.uint8) if normals else colorize(value, 0.0, 1.0, "spectral")
-            write_png_atomic(name + self.suffixes["color"], color)
+
+#: File-name suffix of each output format of a one-step map.
+MAP_SUFFIXES = {"npy": ".npy", "png16": ".png", "color": "_color.png"}
+
+
+def write_map(name: str, value: np.ndarray, formats: Sequence[str]) -> None:
+    """Writes a map ``[H, W]`` in [0, 1] or normals ``[H, W, 3]`` in [-1, 1] as ``name`` + each format's suffix:
+    ``npy`` float32, ``png16`` (``round(p * 65535)``; normals ``(n + 1) / 2`` as 16-bit RGB), ``color`` (Spectral;
+    normals as 8-bit RGB). Each file is written atomically."""
+    from vpd.inference.visualize import colorize
+
+    normals = value.ndim == 3
+    unit = np.clip((value + 1) / 2 if normals else value, 0, 1)
+    if "npy" in formats:
+        save_npy_atomic(name + MAP_SUFFIXES["npy"], value.astype(np.float32))
+    if "png16" in formats:
+        write_png16_atomic(name + MAP_SUFFIXES["png16"], np.round(unit * 65535).astype(np.uint16))
+    if "color" in formats:
+        color = np.round(unit * 255).astype(np.uint8) if normals else colorize(value, 0.0, 1.0, "spectral")
+        write_png_atomic(name + MAP_SUFFIXES["color"], color)

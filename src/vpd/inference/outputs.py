@@ -57,7 +57,8 @@ class Writer:
 
 #: A saved model's ``model_type`` -> the writer of its task.
 WRITERS: dict[str, type[Writer]] = {}
-_BUILTIN = ("vpd.inference.predictor", "vpd.inference.segmentation", "vpd.inference.referring")
+_BUILTIN = ("vpd.inference.predictor", "vpd.inference.segmentation", "vpd.inference.referring",
+            "vpd.inference.onestep")
 
 
 def register_writer(cls: type[Writer]) -> type[Writer]:
