@@ -113,8 +113,9 @@ class OneStepConfig:
             channel mean, clip to [-1, 1], to [0, 1]), ``"mean-clip-minmax"`` (E2E-FT depth: then min-max per image),
             ``"clamp-mean"`` (Lotus: to [0, 1] and clamp, then the channel mean), ``"normals-clip"`` (clip to
             [-1, 1]), ``"normals-unit"`` (E2E-FT: ``n / (|n| + 1e-5)`` twice), ``"normals-clamp"`` (Lotus: to [0, 1],
-            clamp, back to [-1, 1]), ``"normals-clip-unit"`` (Marigold: clip, then unit length); the DPT readout
-            is min-max normalised per image.
+            clamp, back to [-1, 1]), ``"normals-clip-unit"`` (Marigold: clip, then unit length). The DPT readout
+            is min-max normalised per image (GenPercept), or made unit length for normals (a vpd extension: the
+            head then predicts 3 channels).
         preprocessing: the pipeline's resizing (:class:`Preprocessing`); None: diffusers' Marigold pipeline runs
             the model (multi-step, ensembles), configured by ``pipeline``.
         pipeline: the settings of a diffusers pipeline's ``model_index.json`` (Marigold: ``prediction_type``,
@@ -150,8 +151,6 @@ class OneStepConfig:
         normals = self.target == "normals"
         if self.readout == "vae" and normals != self.decode.startswith("normals"):
             raise ValueError(f"decode {self.decode!r} does not give {self.target} maps")
-        if self.readout == "dpt" and normals:
-            raise ValueError("the DPT readout predicts one channel; normals need the VAE decoder")
         channels = int(self.unet.get("in_channels", 4)) if self.unet else None
         wanted = 4 if self.unet_input == "latent" else 8
         if channels is not None and channels != wanted:
@@ -265,12 +264,14 @@ class OneStepOutput:
     Attributes:
         prediction: ``[B, 1, h, w]`` in [0, 1] (depth, disparity, alpha, mask) or ``[B, 3, h, w]`` unit-ish
             normals in [-1, 1].
-        latent: the predicted target latent (x0, unscaled by the VAE factor: what the decoder is given times the
-            scale), or None for the DPT readout.
+        raw: what the losses train, before any clipping or normalisation: the decoded image ``[B, 3, h, w]`` in
+            the VAE's [-1, 1] space, or the DPT head's output.
+        latent: the predicted target latent x0 (scaled, as the UNet sees latents), or None for the DPT readout.
         unet_output: the UNet's raw output (v or x0), or None for the DPT readout.
     """
 
     prediction: torch.Tensor
+    raw: torch.Tensor
     latent: torch.Tensor | None = None
     unet_output: torch.Tensor | None = None
 
@@ -317,7 +318,8 @@ class OneStepModel(PretrainedModel):
                 if hasattr(self.vae, name):
                     delattr(self.vae, name)
             up_channels = list(reversed(config.unet["block_out_channels"]))
-            self.dpt_head = dpt_head if dpt_head is not None else DPTHead(up_channels, config.dpt_features)
+            out = config.out_channels
+            self.dpt_head = dpt_head if dpt_head is not None else DPTHead(up_channels, config.dpt_features, out)
         dim = int(config.unet["cross_attention_dim"])
         if empty_text_embedding is None:
             empty_text_embedding = torch.zeros(1, config.text_tokens, dim)
@@ -397,11 +399,13 @@ class OneStepModel(PretrainedModel):
         latent = self.encode(images, eps=eps, generator=generator)
         sample, z_t = self.unet_input(latent, noise)
         if self.dpt_head is not None:
-            return OneStepOutput(_minmax(self.dpt_head(self._up_features(sample))))
+            head = self.dpt_head(self._up_features(sample))
+            prediction = _unit(head) if self.config.target == "normals" else _minmax(head)
+            return OneStepOutput(prediction, raw=head)
         output = self.run_unet(sample)
         x0 = self.to_x0(output, z_t)
         decoded = self.vae.decode(x0 / self.config.latent_scale).sample
-        return OneStepOutput(decoded_to_map(decoded, self.config.decode), latent=x0, unet_output=output)
+        return OneStepOutput(decoded_to_map(decoded, self.config.decode), raw=decoded, latent=x0, unet_output=output)
 
     def _up_features(self, sample: torch.Tensor) -> list[torch.Tensor]:
         """The UNet's four up-block outputs, coarse to fine (hooks on the blocks; no extra cost)."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -194,7 +194,7 @@ def _empty_embedding(given: Any, components: str, common: dict[str, Any]) -> tor
     elif given is not None:
         tensor = _read_tensor(str(given))
     else:
-        tensor = _encode_empty_prompt(components, common)
+        tensor = encode_empty_prompt(components, common)
     tensor = tensor.detach().float().cpu()
     if tensor.ndim == 2:
         tensor = tensor[None]
@@ -223,20 +223,21 @@ def _read_tensor(path: str) -> torch.Tensor:
     return value
 
 
-def _encode_empty_prompt(components: str, common: dict[str, Any]) -> torch.Tensor:
-    from transformers import CLIPTextModel, CLIPTokenizer
+def encode_empty_prompt(source: str, common: dict[str, Any] | None = None) -> torch.Tensor:
+    """CLIP's output for ``""`` tokenized without padding (``<bos>``, ``<eos>``: ``[1, 2, D]``), what the one-step
+    projects condition on; ``source`` is a Stable Diffusion folder / hub id or a CLIP one."""
+    from vpd.modeling.stable_diffusion import load_clip_text_encoder
 
     try:
-        tokenizer = CLIPTokenizer.from_pretrained(components, subfolder="tokenizer", **common)
-        encoder = CLIPTextModel.from_pretrained(components, subfolder="text_encoder", **common)
+        encoder, tokenizer = load_clip_text_encoder(source, **(common or {}))
     except (OSError, ValueError) as err:
         raise FileNotFoundError(
-            f"{components}: no text_encoder/ + tokenizer/ to compute the empty-prompt embedding ({_first(err)}); "
+            f"{source}: no text_encoder/ + tokenizer/ to compute the empty-prompt embedding ({_first(err)}); "
             "pass empty_text_embedding= (a [1, 2, D] tensor or file)"
         ) from None
-    ids = tokenizer("", padding="do_not_pad", return_tensors="pt").input_ids  # <bos>, <eos>: what the projects use
+    ids = tokenizer("", padding="do_not_pad", return_tensors="pt").input_ids
     with torch.no_grad():
-        return encoder(ids)[0]
+        return cast(torch.Tensor, encoder(ids)[0])
 
 
 def _load_dpt_head(folder: str, up_channels: list[int]) -> tuple[torch.nn.Module, int]:

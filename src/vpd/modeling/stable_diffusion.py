@@ -34,6 +34,17 @@ SD15_UNET_CONFIG: dict[str, Any] = {
     "attention_head_dim": 8,
 }
 
+# diffusers' config of the Stable Diffusion 2.1 UNet (stabilityai/stable-diffusion-2-1, unet/config.json): what
+# GenPercept, Marigold, E2E-FT and Lotus fine-tune.
+SD21_UNET_CONFIG: dict[str, Any] = {
+    **SD15_UNET_CONFIG,
+    "sample_size": 96,
+    "attention_head_dim": [5, 10, 20, 20],
+    "cross_attention_dim": 1024,
+    "use_linear_projection": True,
+    "upcast_attention": True,
+}
+
 # The SD 1.x / 2.x VAE (vae/config.json).
 SD_VAE_CONFIG: dict[str, Any] = {
     "sample_size": 512,

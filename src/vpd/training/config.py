@@ -108,7 +108,8 @@ class OptimConfig:
         lr: peak learning rate (``max_lr`` of the official depth schedule; mmcv's base rate).
         min_lr: floor of the ``vpd`` / ``poly`` / ``cosine`` schedules.
         schedule: ``vpd`` (official depth, per iteration), ``mmseg`` (mmseg's depth: linear warm-up, poly,
-            constant), ``poly`` (mmcv's PolyLrUpdaterHook), ``cosine`` or ``constant``.
+            constant), ``poly`` (mmcv's PolyLrUpdaterHook), ``cosine``, ``exponential`` (Marigold's / GenPercept's
+            IterExponential: to ``final_ratio`` of the rate at ``decay_steps``, then constant) or ``constant``.
         poly_power: exponent of ``poly``.
         warmup: ``linear`` or ``none``; ``poly`` warms up as mmcv (scaling the already-decayed rate by
             ``1 - (1 - i / warmup_steps) * (1 - warmup_ratio)``), ``cosine`` rises linearly to the peak; ``mmseg``'s
@@ -117,6 +118,7 @@ class OptimConfig:
             (mmcv's ``custom_keys``); no match: 1 and 1.
         no_decay: parameters that never decay, whatever the rules say: ``1d_and_bias`` (official VPD depth),
             ``bias`` (mmseg's ``bias_decay_mult=0``) or ``none``.
+        final_ratio, decay_steps: ``exponential``'s end ratio and length (None: the whole run).
         grad_clip: max gradient norm, or None.
     """
 
@@ -124,12 +126,14 @@ class OptimConfig:
     min_lr: float = 0.0
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.999)
-    schedule: Literal["vpd", "mmseg", "poly", "cosine", "constant"] = "constant"
+    schedule: Literal["vpd", "mmseg", "poly", "cosine", "exponential", "constant"] = "constant"
     poly_power: float = 1.0
     warmup: Literal["none", "linear"] = "none"
     warmup_steps: int = 0
     warmup_ratio: float = 1e-6
     poly_end_step: int = 24000
+    final_ratio: float = 0.01
+    decay_steps: int | None = None
     param_rules: tuple[ParamRule, ...] = ()
     no_decay: Literal["1d_and_bias", "bias", "none"] = "none"
     grad_clip: float | None = None
@@ -144,6 +148,8 @@ class OptimConfig:
         check_range("optim.warmup_steps", self.warmup_steps, low=0)
         check_range("optim.warmup_ratio", self.warmup_ratio, low=0, high=1)
         check_range("optim.poly_end_step", self.poly_end_step, low=1)
+        check_range("optim.final_ratio", self.final_ratio, low=0, high=1, low_open=True)
+        check_range("optim.decay_steps", self.decay_steps, low=1, optional=True)
         check_range("optim.grad_clip", self.grad_clip, low=0, low_open=True, optional=True)
         if self.warmup == "linear" and self.warmup_steps < 1:
             raise ConfigError("optim.warmup=linear needs optim.warmup_steps >= 1")

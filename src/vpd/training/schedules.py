@@ -72,6 +72,17 @@ def cosine_lr(step: int, total: int, base_lr: float, warmup_iters: int = 0, min_
     return min_lr + 0.5 * (base_lr - min_lr) * (1 + math.cos(math.pi * progress))
 
 
+def exponential_lr(step: int, base_lr: float, decay_steps: int, final_ratio: float, warmup_iters: int = 0) -> float:
+    """Marigold's / GenPercept's ``IterExponential``: linear rise over ``warmup_iters`` (from 0), then
+    ``base_lr * final_ratio ** ((step - warmup_iters) / (decay_steps - warmup_iters))``, ``base_lr * final_ratio``
+    from ``decay_steps`` on (their recipe: 25000 of a 30000-iteration run, ratio 0.01, 100 warm-up steps)."""
+    if step < warmup_iters:
+        return base_lr * step / warmup_iters
+    if step >= decay_steps:
+        return base_lr * final_ratio
+    return base_lr * math.exp((step - warmup_iters) / (decay_steps - warmup_iters) * math.log(final_ratio))
+
+
 def group_lr(optim: Any, step: int, total: int, iters_per_epoch: int, epochs: int, lr_scale: float = 1.0) -> float:
     """The learning rate of a parameter group with multiplier ``lr_scale`` at 0-based step ``step``.
 
@@ -92,6 +103,9 @@ def group_lr(optim: Any, step: int, total: int, iters_per_epoch: int, epochs: in
         base = mmseg_depth_lr(step, o.lr, o.warmup_steps, o.poly_end_step)
     elif o.schedule == "cosine":
         base = cosine_lr(step, total, o.lr, o.warmup_steps if o.warmup == "linear" else 0, o.min_lr)
+    elif o.schedule == "exponential":
+        warmup = o.warmup_steps if o.warmup == "linear" else 0
+        base = exponential_lr(step, o.lr, o.decay_steps or total, o.final_ratio, warmup)
     else:
         base = o.lr
     return base * lr_scale

@@ -84,7 +84,7 @@ class _Upsample(nn.Module):
 
 
 class _DepthHead(nn.Module):
-    def __init__(self, features: int) -> None:
+    def __init__(self, features: int, out_channels: int = 1) -> None:
         super().__init__()
         self.projection = nn.Conv2d(features, features, 3, padding=1)
         self.head = nn.Sequential(
@@ -92,7 +92,7 @@ class _DepthHead(nn.Module):
             nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True),
             nn.Conv2d(features // 2, 32, 3, padding=1),
             nn.ReLU(),
-            nn.Conv2d(32, 1, 1),  # no final activation (unlike transformers' DPT depth head)
+            nn.Conv2d(32, out_channels, 1),  # no final activation (unlike transformers' DPT depth head)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -105,17 +105,18 @@ class DPTHead(nn.Module):
     Args:
         up_channels: channels of the UNet's up-block outputs, coarse to fine (SD-2.1: 1280, 1280, 640, 320).
         features: the fusion width (GenPercept: 256).
+        out_channels: 1 (GenPercept's depth / disparity); 3 for normals (a vpd extension).
     """
 
-    def __init__(self, up_channels: Sequence[int], features: int = 256) -> None:
+    def __init__(self, up_channels: Sequence[int], features: int = 256, out_channels: int = 1) -> None:
         super().__init__()
         fine_to_coarse = list(reversed(up_channels))
         self.feature_upsample_0 = _Upsample(fine_to_coarse[0])
         self.neck = _Neck(fine_to_coarse, features)
-        self.head = _DepthHead(features)
+        self.head = _DepthHead(features, out_channels)
 
     def forward(self, up_features: Sequence[torch.Tensor]) -> torch.Tensor:
-        """``up_features``: the four up-block outputs, coarse to fine -> ``[B, 1, h, w]`` (unnormalised)."""
+        """``up_features``: the four up-block outputs, coarse to fine -> ``[B, out_channels, h, w]`` (unnormalised)."""
         fine_to_coarse = list(reversed(up_features))
         fine_to_coarse[0] = self.feature_upsample_0(fine_to_coarse[0])
         return self.head(self.neck(fine_to_coarse))
