@@ -11,7 +11,7 @@ import importlib
 from vpd.configuration import ConfigError
 from vpd.tasks.base import Task
 
-_BUILTIN = ("vpd.tasks.depth", "vpd.tasks.semantic", "vpd.tasks.referring")
+_BUILTIN = ("vpd.tasks.depth", "vpd.tasks.semantic", "vpd.tasks.referring", "vpd.tasks.onestep")
 _TASKS: dict[str, type[Task]] = {}
 
 

@@ -53,6 +53,10 @@ class Task(ABC):
         """Fills values a recipe may leave to other sections (depth: ``eval.max_depth`` from the model's range)."""
         return config
 
+    def best_metric(self, config: RunConfig) -> tuple[str, bool]:
+        """The metric ``model_best`` follows for this run and whether higher is better (default: the class's)."""
+        return self.primary_metric, self.higher_is_better
+
     def dataset_classes(self, dataset: PerceptionDataset) -> tuple[str, ...]:
         """The classes a model for ``dataset`` is built with (depth: its scene classes)."""
         return tuple(dataset.class_names)

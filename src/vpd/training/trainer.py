@@ -222,9 +222,10 @@ class Trainer:
     def _evaluate_and_log(self) -> EvalResult:
         result = self.evaluate()
         self._log({f"eval/{k}": v for k, v in result.metrics.items()})
-        value = result.metrics.get(self.task.primary_metric)
+        name, higher_is_better = self.task.best_metric(self.config)
+        value = result.metrics.get(name)
         better = value is not None and (
-            self.best is None or (value > self.best if self.task.higher_is_better else value < self.best)
+            self.best is None or (value > self.best if higher_is_better else value < self.best)
         )
         if better and self.is_main:
             self.best = value
