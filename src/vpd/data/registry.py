@@ -12,8 +12,12 @@ from vpd.data.base import PerceptionDataset, Transform
 
 def _kinds() -> dict[str, Callable[..., PerceptionDataset]]:
     from vpd.data.ade20k import ADE20K, SegmentationFolder
+    from vpd.data.affine_eval import DIODE, ETH3D, KITTIAffine, NYUv2Affine, ScanNet
     from vpd.data.folder import ImageFolderDepth
+    from vpd.data.hypersim import Hypersim, VirtualKITTI2
     from vpd.data.kitti import KITTIEigen
+    from vpd.data.matting import DIS5K, P3M10k
+    from vpd.data.mixed import MixedDataset
     from vpd.data.nyuv2 import NYUv2Labeled, NYUv2Sync
     from vpd.data.refcoco import RefCOCO, ReferringFolder
     from vpd.data.synthetic import SyntheticDataset, SyntheticReferringDataset
@@ -29,6 +33,16 @@ def _kinds() -> dict[str, Callable[..., PerceptionDataset]]:
         "refcoco": RefCOCO,
         "referring_folder": ReferringFolder,
         "synthetic_referring": SyntheticReferringDataset,
+        "hypersim": Hypersim,
+        "vkitti2": VirtualKITTI2,
+        "mixed": MixedDataset,
+        "nyuv2_affine": NYUv2Affine,
+        "kitti_affine": KITTIAffine,
+        "eth3d": ETH3D,
+        "scannet": ScanNet,
+        "diode": DIODE,
+        "p3m10k": P3M10k,
+        "dis5k": DIS5K,
     }
 
 
