@@ -7,6 +7,7 @@ embeddings, which re-encoding does not reproduce bit for bit, so converters keep
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -135,6 +136,17 @@ class ExpressionEncoder:
         return out.to(device) if device is not None else out
 
 
+def _apply_merges(symbols: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
+    """Byte-pair encoding of one word: merge the adjacent pair of lowest rank until none has a rank."""
+    while len(symbols) > 1:
+        pairs = [(ranks.get(pair, len(ranks)), i) for i, pair in enumerate(itertools.pairwise(symbols))]
+        rank, i = min(pairs)
+        if rank == len(ranks):
+            break
+        symbols = [*symbols[:i], symbols[i] + symbols[i + 1], *symbols[i + 2 :]]
+    return symbols
+
+
 def tiny_clip(words: Sequence[str] = (), hidden_size: int = 32, seed: int = 0) -> tuple[Any, Any]:
     """A tiny random CLIP text encoder and a working CLIP tokenizer, built locally (tests, the CPU demo).
 
@@ -155,13 +167,14 @@ def tiny_clip(words: Sequence[str] = (), hidden_size: int = 32, seed: int = 0) -
     for word in dict.fromkeys(w.lower() for w in words):
         if not word or any(c not in vocab for c in word) or word != "".join(word.split()):
             raise ValueError(f"tiny_clip: {word!r} is not one lower-case word of byte symbols")
-        symbols = [*word[:-1], word[-1] + "</w>"]
-        current = symbols[0]
-        for symbol in symbols[1:]:  # left to right: ((w o) r) d</w>
-            merge, current = (current, symbol), current + symbol
-            if current not in vocab:
-                vocab[current] = len(vocab)
-                merges.append(merge)
+        # BPE first applies the merges made for earlier words (lowest rank first), so join the pieces they leave
+        # (left to right) with new merges of higher rank: the word then ends as one token.
+        pieces = _apply_merges([*word[:-1], word[-1] + "</w>"], {m: r for r, m in enumerate(merges)})
+        current = pieces[0]
+        for piece in pieces[1:]:
+            merges.append((current, piece))
+            current += piece
+            vocab.setdefault(current, len(vocab))
     vocab["<|startoftext|>"] = len(vocab)
     vocab["<|endoftext|>"] = len(vocab)
     tokenizer = CLIPTokenizer(vocab=vocab, merges=merges)  # type: ignore[arg-type]  # tokenizers takes pairs

@@ -44,7 +44,11 @@ __all__ = [
     "generate_expressions",
     "resolve",
     "scene_graph",
+    "vocabulary",
 ]
+
+#: The colour names of :func:`colour_name`.
+COLOUR_NAMES = ("black", "white", "grey", "brown", "red", "orange", "yellow", "green", "blue", "purple", "pink")
 
 #: The expression kinds, in the order they are described above.
 EXPRESSION_KINDS: tuple[str, ...] = ("category", "colour", "position", "depth", "size", "relation")
@@ -263,6 +267,16 @@ def _text(kind: str, category: str, attribute: str | None) -> str:
     if kind in ("depth", "size"):
         return f"the {attribute} {name}"
     return f"the {name} next to the {display_name(str(attribute))}"
+
+
+def vocabulary() -> tuple[str, ...]:
+    """Every word an expression can contain (the grammar of :func:`_text` over all categories, colours and
+    attributes), sorted: what a tokenizer for the synthetic expressions needs (the CPU demo's tiny CLIP)."""
+    words = {"the", "in", "middle", "on", "left", "right", "next", "to", "nearest", "farthest", "largest", "smallest"}
+    words.update(COLOUR_NAMES)
+    for category in SEMANTIC_CLASSES:
+        words.update(display_name(category).split())
+    return tuple(sorted(words))
 
 
 def _propose(graph: dict[int, SceneObject], target: SceneObject) -> list[tuple[str, str | None]]:
