@@ -47,9 +47,32 @@ def test_affine_depth_clips_to_the_range_and_masks() -> None:
     valid[1, 0, :, :16] = False
     metrics.update(pred, gt, valid)
     assert metrics.compute()["abs_rel"] < 1e-6
-    # an image without a fit (constant prediction) is left out, not NaN
-    metrics.update(torch.zeros(1, 1, 24, 32), _depth()[:1])
-    assert metrics.count == 2
+    # a constant prediction fits as the mean of the ground truth (least squares' minimum-norm answer), and counts
+    gt = _depth()[:1]
+    single = AffineDepthMetrics(1e-3, 10.0, None, "least_squares")
+    single.update(torch.zeros(1, 1, 24, 32), gt)
+    expected = float(((gt - gt.mean()).abs() / gt).mean())
+    assert single.count == 1 and single.compute()["abs_rel"] == pytest.approx(expected, rel=1e-5)
+    # an image without two valid pixels has no fit: skipped and counted
+    single.update(torch.rand(1, 1, 24, 32), torch.zeros(1, 1, 24, 32))
+    assert single.count == 1 and single.skipped == 1
+
+
+def test_affine_depth_takes_each_images_range() -> None:
+    gt = _depth()
+    gt[1] *= 10  # a second dataset's scale: 10..50 m
+    metrics = AffineDepthMetrics(1e-3, 10.0, None, "least_squares")
+    metrics.update((gt - 1) / 7, gt, ranges=[(1e-3, 10.0), (1e-3, 80.0)])
+    assert metrics.count == 2 and metrics.compute()["abs_rel"] < 1e-6
+    task_metrics = OneStepMetrics(OneStepEvalConfig())  # null range: the batch's (its dataset's)
+    batch = {
+        "depth": gt,
+        "name": ["a", "b"],
+        "min_depth": torch.tensor([1e-3, 1e-3]),
+        "max_depth": torch.tensor([10.0, 80.0]),
+    }
+    task_metrics.update((gt - 1) / 7, batch)
+    assert task_metrics.compute()["abs_rel"] < 1e-6
 
 
 def test_normals_pooled_angles() -> None:
@@ -88,6 +111,9 @@ def test_matting_metrics() -> None:
     rng = np.random.default_rng(0)
     alpha = np.clip(rng.random((30, 40)) * 1.4 - 0.2, 0, 1)
     assert gradient_error(alpha, alpha) == 0 and connectivity_error(alpha, alpha) == 0
+    # P3M's connectivity: thresholds where nothing agrees change nothing, so a uniformly under-confident
+    # foreground (0.85 against 1) is fully connected and costs 0
+    assert connectivity_error(np.full((8, 8), 0.85), np.ones((8, 8))) == 0
     assert gradient_error(alpha, np.clip(alpha + 0.0, 0, 1) * 0.5) > 0
     metrics = MapMetrics("matting")
     pred = torch.tensor(alpha)[None, None]

@@ -36,7 +36,7 @@ from vpd.data.base import PerceptionDataset, Sample, Transform, check_files
 from vpd.data.hypersim import depth_in_range, join_relative, read_path_list
 from vpd.data.io import read_depth_png, read_image
 from vpd.data.kitti import KITTIEigen
-from vpd.data.nyuv2 import NYU_DEPTH_SCALE, NYU_SCENE_CLASSES, nyu_scene_class_id
+from vpd.data.nyuv2 import NYU_DEPTH_SCALE, NYU_MIN_DEPTH, NYU_SCENE_CLASSES, nyu_scene_class_id
 
 __all__ = [
     "DIODE",
@@ -174,7 +174,7 @@ class NYUv2Affine(_ListedEvalSet):
         filelist: str | os.PathLike[str] | None = None,
         eigen_crop: bool = True,
         filled: bool = False,
-        min_depth: float = 1e-3,
+        min_depth: float = NYU_MIN_DEPTH,
         max_depth: float = 10.0,
         transform: Transform | None = None,
         seed: int = 0,
@@ -359,7 +359,7 @@ class ScanNet(_ListedEvalSet):
         self,
         root: str | os.PathLike[str],
         filelist: str | os.PathLike[str] | None = None,
-        min_depth: float = 1e-3,
+        min_depth: float = NYU_MIN_DEPTH,
         max_depth: float = 10.0,
         transform: Transform | None = None,
         seed: int = 0,

@@ -46,6 +46,10 @@ TARGETS: dict[str, TargetKind] = {
 }
 
 
+#: ``Sample.meta`` numbers that batches carry: a dataset's valid depth range, which evaluation clips to.
+RANGE_META = ("min_depth", "max_depth")
+
+
 def target_kind(name: str) -> TargetKind:
     return TARGETS.get(name, TargetKind())
 
@@ -63,7 +67,7 @@ class Sample:
         text: a sentence about the image (a referring expression), or None.
         name: a stable identifier (relative path without extension), used for output file names.
         meta: anything else a dataset wants to keep with the sample (not collated into batches, except
-            ``image_file``: the image's file name, for per-sample tables).
+            ``image_file``, the image's file name for per-sample tables, and the numbers :data:`RANGE_META`).
     """
 
     image: np.ndarray
@@ -87,9 +91,9 @@ def sample_to_tensors(sample: Sample) -> dict[str, Any]:
 
     Returns:
         ``image`` float32 ``[3, H, W]`` in [0, 1]; ``class_id`` int64 scalar; ``name`` str; ``text`` str (only when
-        present); ``image_file`` str (when ``meta`` has it); each target by name: floating ``[H, W]`` ->
-        float32 ``[1, H, W]`` (depth), integer ``[H, W]`` ->
-        int64 ``[H, W]`` (labels, masks, instance ids), ``[H, W, C]`` -> ``[C, H, W]``.
+        present); ``image_file`` str and ``min_depth`` / ``max_depth`` floats (when ``meta`` has them); each
+        target by name: floating ``[H, W]`` -> float32 ``[1, H, W]`` (depth), integer ``[H, W]`` -> int64
+        ``[H, W]`` (labels, masks, instance ids), ``[H, W, C]`` -> ``[C, H, W]``.
     """
     image = np.ascontiguousarray(sample.image)
     out: dict[str, Any] = {
@@ -101,6 +105,9 @@ def sample_to_tensors(sample: Sample) -> dict[str, Any]:
         out["text"] = sample.text
     if isinstance(sample.meta.get("image_file"), str):
         out["image_file"] = sample.meta["image_file"]
+    for key in RANGE_META:  # a dataset's own evaluation range (the affine-invariant sets)
+        if isinstance(sample.meta.get(key), (int, float)):
+            out[key] = float(sample.meta[key])
     for key, value in sample.targets.items():
         array = np.ascontiguousarray(value)
         if array.ndim == 3:

@@ -25,6 +25,7 @@ __all__ = ["NYU_SCENE_CLASSES", "NYUv2Labeled", "NYUv2Sync", "nyu_scene_class_id
 
 NYU_DEPTH_SCALE = 1000.0  # sync depth PNGs store millimetres
 NYU_MAX_DEPTH = 10.0  # metres: the NYUv2 protocol's cap and the official model's sigmoid scale
+NYU_MIN_DEPTH = 1e-3  # metres: the NYUv2 protocol's lower bound of valid ground truth
 
 
 def nyu_scene_class_id(key: str) -> int:

@@ -80,7 +80,8 @@ class OneStepPredictor(ImagePredictor):
     @property
     def default_processing_resolution(self) -> int:
         """The checkpoint's (Marigold's ``default_processing_resolution``), else the projects' 768."""
-        return int(self.model.config.pipeline.get("default_processing_resolution") or DEFAULT_PROCESSING_RESOLUTION)
+        value = self.model.config.pipeline.get("default_processing_resolution")
+        return DEFAULT_PROCESSING_RESOLUTION if value is None else int(value)
 
     # ---------------------------------------------------------------------------------------------------------
     # the project's processing (ImagePredictor hooks)

@@ -2,12 +2,14 @@
 
 - Affine-invariant depth (Marigold's protocol, used by GenPercept, E2E-FT, Lotus): per image, a least-squares scale
   and shift of the prediction to the ground truth over the valid pixels (in depth, or in disparity and inverted), the
-  result clipped to the dataset's range, then the depth metrics of :mod:`vpd.metrics.depth` averaged over images.
+  result clipped to the dataset's range, then the depth metrics of :mod:`vpd.metrics.depth` averaged over images
+  (a prediction constant over the valid pixels fits as their mean, as least squares' minimum-norm solution does).
 - Surface normals (DSINE / Marigold / GenPercept): the angle between predicted and true normals pooled over all valid
   pixels of the set: mean, median, RMSE and the share under 5, 7.5, 11.25, 22.5 and 30 degrees. The median comes
   from a 0.01-degree histogram, so processes merge exactly.
-- Matting (P3M-10k / Deep Image Matting, alpha in [0, 1], whole image): SAD / 1000, MSE, MAD, gradient error
-  (Gaussian derivatives, sigma 1.4) / 1000 and connectivity error (threshold step 0.1) / 1000, averaged over images.
+- Matting (P3M-10k's evaluation code, alpha in [0, 1], whole image): SAD / 1000, MSE, MAD, gradient error
+  (first-order Gaussian derivatives, sigma 1.4) / 10 and connectivity error (threshold step 0.1) / 1000, averaged
+  over images.
 - Dichotomous segmentation (DIS5K, the ``py_sod_metrics`` definitions, each map min-max normalised first): max F
   (beta^2 = 0.3, of the F curve averaged over images, 256 thresholds), weighted F (Margolin et al.), MAE,
   S-measure (alpha 0.5) and the mean and max of the E-measure curve.
@@ -59,16 +61,19 @@ def align_affine_depth(
 
     ``least_squares``: ``s * pred + t`` fitted to ``gt`` over ``mask``. ``least_squares_disparity``: fitted to
     ``1 / gt`` over ``mask`` and ``pred > 0``, clipped below at 1e-3 and inverted. Either way clipped to
-    ``[min_depth, max_depth]`` (and to at least 1e-6).
+    ``[min_depth, max_depth]`` (and to at least 1e-6). A prediction constant over the mask fits as the mean of the
+    target there (what least squares' minimum-norm solution gives).
     """
-    if alignment == "least_squares":
-        depth, _, _ = align_scale_shift(pred.double(), gt.double(), mask)
-    elif alignment == "least_squares_disparity":
-        disparity = torch.where(gt > 0, 1 / gt.double().clamp_min(1e-12), torch.zeros_like(gt, dtype=torch.float64))
-        fitted, _, _ = align_scale_shift(pred.double(), disparity, mask & (gt > 0) & (pred > 0))
-        depth = 1 / fitted.clamp_min(1e-3)
-    else:
+    if alignment not in ("least_squares", "least_squares_disparity"):
         raise ValueError(f"alignment must be 'least_squares' or 'least_squares_disparity', got {alignment!r}")
+    disparity = alignment == "least_squares_disparity"
+    target = torch.where(gt > 0, 1 / gt.double().clamp_min(1e-12), 0.0) if disparity else gt.double()
+    fit_mask = mask & (gt > 0) & (pred > 0) if disparity else mask
+    try:
+        fitted, _, _ = align_scale_shift(pred.double(), target, fit_mask)
+    except ValueError:
+        fitted = torch.full_like(target, float(target[fit_mask].mean()) if fit_mask.any() else 1.0)
+    depth = 1 / fitted.clamp_min(1e-3) if disparity else fitted
     return depth.clamp(min_depth, max_depth).clamp_min(1e-6).to(pred.dtype)
 
 
@@ -76,7 +81,8 @@ class AffineDepthMetrics:
     """Marigold's affine-invariant depth protocol over batches of ``[B, 1, H, W]`` predictions in [0, 1].
 
     Args:
-        min_depth, max_depth: the dataset's valid range (exclusive), also the clip range after alignment.
+        min_depth, max_depth: the valid range (exclusive), also the clip range after alignment; a batch may give
+            each image its own (a dataset's range).
         crop: the dataset's evaluation crop (``nyu``, ``kitti_garg``, ``kitti_eigen``) or None.
         alignment: ``least_squares`` or ``least_squares_disparity``.
     """
@@ -84,23 +90,30 @@ class AffineDepthMetrics:
     def __init__(self, min_depth: float, max_depth: float, crop: str | None, alignment: str) -> None:
         self.min_depth, self.max_depth, self.crop, self.alignment = min_depth, max_depth, crop, alignment
         self.depth = DepthMetricAccumulator(min_depth=min_depth, max_depth=max_depth, crop=crop)
-        self.failed: list[str] = []
 
     @torch.no_grad()
-    def update(self, pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | None = None,
-               names: Sequence[str] | None = None) -> None:  # fmt: skip
-        """``pred`` / ``gt`` / ``valid`` (an extra mask, e.g. a dataset's own): ``[B, 1, H, W]``."""
-        labels = _names(names, self.depth._seen + len(self.failed), pred.shape[0])
+    def update(
+        self,
+        pred: torch.Tensor,
+        gt: torch.Tensor,
+        valid: torch.Tensor | None = None,
+        names: Sequence[str] | None = None,
+        ranges: Sequence[tuple[float, float]] | None = None,
+    ) -> None:
+        """``pred`` / ``gt`` / ``valid`` (an extra mask, e.g. a dataset's own): ``[B, 1, H, W]``; ``ranges``: each
+        image's ``(min_depth, max_depth)`` (default: this accumulator's). An image without 2 valid pixels is
+        skipped and counted (:attr:`skipped`)."""
+        labels = _names(names, self.depth._seen, pred.shape[0])
         for i in range(pred.shape[0]):
-            mask = eval_mask(gt[i, 0], min_depth=self.min_depth, max_depth=self.max_depth, crop=self.crop)
+            low, high = ranges[i] if ranges is not None else (self.min_depth, self.max_depth)
+            mask = eval_mask(gt[i, 0], min_depth=low, max_depth=high, crop=self.crop)
             if valid is not None:
                 mask &= valid[i, 0].bool()
-            try:
-                aligned = align_affine_depth(pred[i, 0].float(), gt[i, 0].float(), mask, self.alignment,
-                                             self.min_depth, self.max_depth)  # fmt: skip
-            except ValueError:  # fewer than 2 valid pixels, or a constant prediction: no fit exists
-                self.failed.append(labels[i])
-                continue
+            if int(mask.sum()) < 2:
+                mask = torch.zeros_like(mask)  # no fit: the accumulator counts the image as skipped
+                aligned = pred[i, 0].float()
+            else:
+                aligned = align_affine_depth(pred[i, 0].float(), gt[i, 0].float(), mask, self.alignment, low, high)
             self.depth.update(aligned[None], gt[i, 0][None].float(), mask[None], names=[labels[i]])
 
     def compute(self) -> dict[str, float]:
@@ -109,6 +122,10 @@ class AffineDepthMetrics:
     @property
     def count(self) -> int:
         return self.depth.count
+
+    @property
+    def skipped(self) -> int:
+        return self.depth.skipped
 
     @property
     def rows(self) -> list[dict[str, Any]]:
@@ -200,39 +217,30 @@ def _scipy_ndimage() -> Any:
     return ndimage
 
 
-def _gauss_gradient(image: np.ndarray, sigma: float = 1.4) -> tuple[np.ndarray, np.ndarray]:
-    """The Deep Image Matting ``gaussgradient``: derivative-of-Gaussian filters normalised to unit L2 norm, applied
-    with replicated borders."""
-    ndimage = _scipy_ndimage()
-    half = math.ceil(sigma * math.sqrt(-2 * math.log(math.sqrt(2 * math.pi) * sigma * _EPS)))
-    axis = np.arange(-half, half + 1, dtype=np.float64)
-    gauss = np.exp(-(axis**2) / (2 * sigma**2)) / (sigma * math.sqrt(2 * math.pi))
-    kernel = -axis[None, :] * gauss[None, :] / sigma**2 * gauss[:, None]  # d/dx along columns
-    kernel /= math.sqrt((np.abs(kernel) ** 2).sum())
-    gx = ndimage.correlate(image, kernel, mode="nearest")
-    gy = ndimage.correlate(image, kernel.T, mode="nearest")
-    return gx, gy
-
-
 def gradient_error(pred: np.ndarray, gt: np.ndarray) -> float:
-    """Sum of squared differences of the gradient magnitudes, / 1000 (alpha in [0, 1])."""
-    px, py = _gauss_gradient(pred)
-    gx, gy = _gauss_gradient(gt)
-    return float(((np.hypot(px, py) - np.hypot(gx, gy)) ** 2).sum() / 1000)
+    """P3M's gradient error: squared differences of the gradient magnitudes (first-order Gaussian derivatives,
+    sigma 1.4, scipy's reflected borders) summed, / 10 (alpha in [0, 1])."""
+    ndimage = _scipy_ndimage()
+
+    def magnitude(alpha: np.ndarray) -> np.ndarray:
+        dx = ndimage.gaussian_filter(alpha, sigma=1.4, order=[1, 0], output=np.float32)
+        dy = ndimage.gaussian_filter(alpha, sigma=1.4, order=[0, 1], output=np.float32)
+        return np.sqrt(dx**2 + dy**2)
+
+    return float(np.square(magnitude(pred) - magnitude(gt)).sum() / 10)
 
 
 def connectivity_error(pred: np.ndarray, gt: np.ndarray, step: float = 0.1) -> float:
-    """Rhemann et al.'s connectivity error (4-connected largest component of the agreeing foreground), / 1000."""
+    """P3M's connectivity error (Rhemann et al.: the 4-connected largest component of the agreeing foreground at
+    each threshold; a threshold where nothing agrees changes nothing), / 1000."""
     ndimage = _scipy_ndimage()
     thresholds = np.arange(0, 1 + step, step)
-    level = -np.ones(gt.shape, dtype=np.float64)
+    level = -np.ones(gt.shape, dtype=np.float32)
     for i in range(1, len(thresholds)):
-        both = (pred >= thresholds[i]) & (gt >= thresholds[i])
-        labels, count = ndimage.label(both)
-        largest = np.zeros_like(both)
-        if count:
-            sizes = np.bincount(labels.ravel())[1:]
-            largest = labels == (int(np.argmax(sizes)) + 1)
+        labels, count = ndimage.label((pred >= thresholds[i]) & (gt >= thresholds[i]))
+        if not count:
+            continue
+        largest = labels == (int(np.argmax(np.bincount(labels.ravel())[1:])) + 1)
         level[(level == -1) & ~largest] = thresholds[i - 1]
     level[level == -1] = 1
     pred_d, gt_d = pred - level, gt - level

@@ -11,7 +11,7 @@ import torch
 
 from vpd.configuration import check_range
 from vpd.data.base import image_uint8
-from vpd.data.nyuv2 import NYU_MAX_DEPTH
+from vpd.data.nyuv2 import NYU_MAX_DEPTH, NYU_MIN_DEPTH
 from vpd.limits import MAX_WINDOWS
 from vpd.modeling.losses import silog_loss
 from vpd.tasks import register_task
@@ -88,7 +88,7 @@ class DepthEvalConfig(EvalConfig):
     """
 
     crop: Literal["nyu", "kitti_garg", "kitti_eigen", "none"] = "nyu"
-    min_depth: float = 1e-3
+    min_depth: float = NYU_MIN_DEPTH
     max_depth: float | None = None
     flip: bool = True
     windows: int | None = 2

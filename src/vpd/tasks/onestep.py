@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from vpd.configuration import ConfigError, check_range
 from vpd.data.base import image_uint8
+from vpd.data.nyuv2 import NYU_MAX_DEPTH, NYU_MIN_DEPTH
 from vpd.tasks import register_task
 from vpd.tasks.base import Task
 from vpd.training.config import AugmentConfig, EvalConfig, ModelConfig
@@ -94,24 +95,25 @@ class OneStepEvalConfig(EvalConfig):
     Attributes:
         processing_resolution: the longer side the model sees (0: the image's own size), resized back after.
         alignment: depth: ``least_squares`` (scale and shift in depth) or ``least_squares_disparity`` (in
-            disparity, then inverted).
-        min_depth, max_depth: the dataset's valid range (clipped to after alignment): NYUv2 1e-3..10, KITTI
-            1e-5..80, ...
-        crop: the dataset's evaluation crop (NYUv2: ``nyu``, the Eigen crop; KITTI: ``kitti_eigen``).
+            disparity, then inverted); null: in disparity for disparity models, else in depth.
+        min_depth, max_depth: the valid range (clipped to after alignment): NYUv2 1e-3..10, KITTI 1e-5..80, ...;
+            null: each sample's dataset's own (the affine evaluation sets carry theirs), else NYUv2's.
+        crop: an evaluation crop applied here (the affine evaluation sets bring their own ``valid`` mask, crop
+            included: leave ``none`` for them).
     """
 
     processing_resolution: int = 0
-    alignment: Literal["least_squares", "least_squares_disparity"] = "least_squares"
-    min_depth: float = 1e-3
-    max_depth: float = 10.0
+    alignment: Literal["least_squares", "least_squares_disparity"] | None = None
+    min_depth: float | None = None
+    max_depth: float | None = None
     crop: Literal["none", "nyu", "kitti_garg", "kitti_eigen"] = "none"
     batch_size: int = 1
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_range("eval.processing_resolution", self.processing_resolution, low=0)
-        check_range("eval.min_depth", self.min_depth, low=0, low_open=True)
-        check_range("eval.max_depth", self.max_depth, low=self.min_depth, low_open=True)
+        check_range("eval.min_depth", self.min_depth, low=0, low_open=True, optional=True)
+        check_range("eval.max_depth", self.max_depth, low=self.min_depth or 0, low_open=True, optional=True)
 
 
 def _tiny_components(preset: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -168,7 +170,17 @@ class OneStepMetrics:
         if "depth" not in batch:
             raise ValueError("evaluation needs ground truth (depth, alpha or mask); this dataset has none")
         crop = None if self.config.crop == "none" else self.config.crop
-        return AffineDepthMetrics(self.config.min_depth, self.config.max_depth, crop, self.config.alignment)
+        low, high = self._range(batch, 0)
+        return AffineDepthMetrics(low, high, crop, self.config.alignment or "least_squares")
+
+    def _range(self, batch: dict[str, Any], i: int) -> tuple[float, float]:
+        """Image ``i``'s valid depth range: the recipe's, else its dataset's, else NYUv2's."""
+        low, high = self.config.min_depth, self.config.max_depth
+        if low is None:
+            low = float(batch["min_depth"][i]) if "min_depth" in batch else NYU_MIN_DEPTH
+        if high is None:
+            high = float(batch["max_depth"][i]) if "max_depth" in batch else NYU_MAX_DEPTH
+        return low, high
 
     def update(self, prediction: torch.Tensor, batch: dict[str, Any]) -> None:
         from vpd.metrics.onestep import AffineDepthMetrics, NormalMetrics
@@ -182,7 +194,8 @@ class OneStepMetrics:
         elif isinstance(self.inner, AffineDepthMetrics):
             valid = batch.get("valid")
             valid = None if valid is None else valid.bool().reshape(prediction.shape)  # a dataset's own mask
-            self.inner.update(prediction, batch["depth"].float(), valid, names)
+            ranges = [self._range(batch, i) for i in range(prediction.shape[0])]
+            self.inner.update(prediction, batch["depth"].float(), valid, names, ranges)
         else:
             truth = batch["alpha"] if self.inner.kind == "matting" else batch["mask"]
             self.inner.update(prediction, truth.float().reshape(prediction.shape), names=names)
@@ -190,7 +203,8 @@ class OneStepMetrics:
     def compute(self) -> dict[str, float]:
         if self.inner is None or self.inner.count == 0:
             raise ValueError(
-                "no sample had valid ground truth; check the ground truth's units and eval.min_depth / eval.max_depth"
+                "no sample had valid ground truth (at least 2 pixels in range); check the ground truth's units and "
+                "eval.min_depth / eval.max_depth"
             )
         return cast(dict[str, float], self.inner.compute())
 
@@ -302,6 +316,7 @@ class OneStepTask(Task):
             valid = truth > 0
             values = torch.where(valid, 1 / truth.clamp_min(1e-6), truth) if target_kind == "disparity" else truth
             return affine_depth_loss(pred, normalize_depth(values, valid), valid)
+        truth = truth.reshape(pred.shape)  # DIS masks come as [B, H, W] integers
         valid = truth != 255 if target_kind == "dis" else torch.ones_like(truth, dtype=torch.bool)
         target = torch.where(valid, truth.float(), torch.zeros_like(truth, dtype=torch.float)) * 2 - 1
         loss = ((pred - target) ** 2 * valid).sum() / valid.sum().clamp_min(1)
@@ -320,6 +335,19 @@ class OneStepTask(Task):
             out = model(x).prediction.float()
             outputs.append(predictor._restore(out, size))
         return torch.cat(outputs)
+
+    def resolve(self, config: RunConfig) -> RunConfig:
+        """``eval.alignment`` left null: in disparity for a disparity model, else in depth."""
+        import dataclasses
+
+        evaluation = cast(OneStepEvalConfig, config.eval)
+        if evaluation.alignment is not None:
+            return config
+        target = cast(OneStepModelConfig, config.model).target
+        alignment: Literal["least_squares", "least_squares_disparity"] = (
+            "least_squares_disparity" if target == "disparity" else "least_squares"
+        )
+        return dataclasses.replace(config, eval=dataclasses.replace(evaluation, alignment=alignment))
 
     def best_metric(self, config: RunConfig) -> tuple[str, bool]:
         return BEST_METRIC[cast(OneStepModelConfig, config.model).target]
@@ -351,8 +379,14 @@ class OneStepTask(Task):
         for name in keys:
             if name in batch:
                 truth = batch[name][index].float().cpu()
-                valid = (truth.norm(dim=0) > 0.5 if truth.shape[0] == 3 else (truth[0] > 0) & (truth[0] != 255)).numpy()
-                tiles.append(show(truth, valid))
+                truth = truth[None] if truth.ndim == 2 else truth  # integer masks come as [H, W]
+                if name == "normals":
+                    valid = truth.norm(dim=0) > 0.5
+                elif name == "depth":
+                    valid = truth[0] > 0
+                else:
+                    valid = truth[0] != 255
+                tiles.append(show(truth.clamp(0, 1) if name == "mask" else truth, valid.numpy()))
                 titles.append("ground truth")
                 break
         return make_panel(tiles, titles=titles, columns=len(tiles))
