@@ -179,3 +179,27 @@ def test_vpd_convert_saves_a_projects_folder_in_vpds_format(tmp_path, capsys):
     assert "(onestep)" in capsys.readouterr().out
     model = OneStepModel.from_pretrained(out)
     assert model.config.preset == "genpercept-dpt" and model.dpt_head is not None
+
+
+@pytest.mark.parametrize(
+    ("recipe", "preset", "target"),
+    [
+        ("onestep_genpercept_depth", "genpercept", "depth"),
+        ("onestep_genpercept_normals", "genpercept", "normals"),
+        ("onestep_e2eft_depth", "e2eft", "depth"),
+    ],
+)
+def test_recipes(recipe, preset, target):
+    """The shipped recipes parse into the GenPercept / Marigold optimiser and schedule over known dataset kinds."""
+    from vpd.data.registry import _kinds
+
+    config = load_run_config(recipe, [])
+    assert (config.model.preset, config.model.target) == (preset, target)
+    assert (config.optim.lr, config.optim.schedule, config.train.max_steps, config.train.batch_size) == (
+        3e-5, "exponential", 30000, 32,
+    )  # fmt: skip
+    kinds = [config.data.train.kind, config.data.val.kind]
+    if config.data.train.kind == "mixed":
+        kinds += [child["kind"] for child in config.data.train.args["datasets"]]
+        assert config.data.train.args["weights"] == [0.9, 0.1]
+    assert set(kinds) <= set(_kinds())
