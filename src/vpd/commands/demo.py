@@ -10,20 +10,26 @@ from vpd.commands.train import add_overrides_argument
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="the whole depth (or segmentation) pipeline on synthetic data, no weights or downloads (minutes on a CPU)",
+        help="a whole task pipeline on synthetic data, no weights or downloads (minutes on a CPU)",
         description="Generate synthetic rooms, train a tiny VPD model on this machine, compare it with the untrained "
         "model and baselines on held-out rooms, and write a report. depth (the default): a constant and a "
-        "layout-prior baseline and a real Middlebury photo; semantic: a majority-class baseline, mIoU / aAcc / mAcc.",
+        "layout-prior baseline and a real Middlebury photo; semantic: a majority-class baseline, mIoU / aAcc / mAcc; "
+        "referring: largest-object baselines, oIoU / mIoU / P@0.5; onestep: affine-invariant depth and normals.",
     )
-    parser.add_argument("--task", choices=("depth", "semantic"), default="depth", help="which demo (default: depth)")
+    parser.add_argument(
+        "--task",
+        choices=("depth", "semantic", "referring", "onestep"),
+        default="depth",
+        help="which demo (default: depth)",
+    )
     parser.add_argument(
         "--out",
         default=None,
-        help="output folder (report.html, report.png, the run); default runs/demo, or runs/demo_semantic",
+        help="output folder (report.html, report.png, the run); default runs/demo, or runs/demo_<task>",
     )
     add_overrides_argument(
         parser,
-        "--set train.max_steps=300 (the recipes: configs/demo_synthetic_depth.yaml, demo_synthetic_semantic.yaml)",
+        "--set train.max_steps=300 (the recipes: configs/demo_synthetic_{depth,semantic,referring,onestep}.yaml)",
     )
     parser.set_defaults(run=run)
 

@@ -1,7 +1,9 @@
 """The embedded demos: a whole task pipeline on a fresh CPU machine, with no weights and no downloads.
 
 ``vpd demo`` (:mod:`vpd.demo.depth`) trains a tiny VPD depth model on synthetic rooms; ``vpd demo --task semantic``
-(:mod:`vpd.demo.semantic`) a tiny VPD segmentation model. Both compare it with the untrained model and baselines on
+(:mod:`vpd.demo.semantic`) a tiny VPD segmentation model; ``vpd demo --task referring`` (:mod:`vpd.demo.referring`)
+a tiny VPD referring model with a tiny CLIP built locally; ``vpd demo --task onestep`` (:mod:`vpd.demo.onestep`)
+tiny one-step depth and normals models. Each compares it with the untrained model and baselines on
 held-out rooms and write ``report.html`` and ``report.png``; :mod:`vpd.demo.common` holds what they share.
 """
 
@@ -22,11 +24,25 @@ from vpd.demo.depth import (
     run_depth_demo,
 )
 from vpd.demo.depth import summary_table as depth_summary
+from vpd.demo.onestep import run_onestep_demo
+from vpd.demo.onestep import summary_table as onestep_summary
+from vpd.demo.referring import run_referring_demo
+from vpd.demo.referring import summary_table as referring_summary
 from vpd.demo.semantic import MajorityClass, fit_majority, run_semantic_demo
 from vpd.demo.semantic import summary_table as semantic_summary
 
-_RUNNERS = {"depth": run_depth_demo, "semantic": run_semantic_demo}
-_SUMMARIES = {"depth": depth_summary, "semantic": semantic_summary}
+_RUNNERS = {
+    "depth": run_depth_demo,
+    "semantic": run_semantic_demo,
+    "referring": run_referring_demo,
+    "onestep": run_onestep_demo,
+}
+_SUMMARIES = {
+    "depth": depth_summary,
+    "semantic": semantic_summary,
+    "referring": referring_summary,
+    "onestep": onestep_summary,
+}
 TASKS = tuple(_RUNNERS)
 """The tasks with a demo; ``depth`` is ``vpd demo``'s default."""
 
@@ -44,6 +60,8 @@ __all__ = [
     "middlebury_motorcycle",
     "run_demo",
     "run_depth_demo",
+    "run_onestep_demo",
+    "run_referring_demo",
     "run_semantic_demo",
     "summary_table",
 ]
@@ -53,7 +71,7 @@ def run_demo(
     output_dir: str | Path | None = None, overrides: Sequence[str] = (), progress: bool = True, *, task: str = "depth"
 ) -> DemoResult:
     """Runs ``task``'s demo end to end and writes ``report.html`` and ``report.png`` into ``output_dir`` (default:
-    ``runs/demo`` for depth, ``runs/demo_semantic`` for semantic)."""
+    ``runs/demo`` for depth, ``runs/demo_<task>`` for the others)."""
     if task not in _RUNNERS:
         raise ValueError(f"no demo for task {task!r}; choose one of {', '.join(TASKS)}")
     if output_dir is None:

@@ -26,8 +26,8 @@ class DemoResult:
         seconds: phase -> wall seconds (``total`` included).
         output_dir: where the run and the report are.
         history: the trainer's log records (``train/loss`` per logged step, ``eval/*``).
-        task: ``depth`` or ``semantic``.
-        middlebury: depth: model -> affine-aligned abs_rel on the real photo.
+        task: ``depth``, ``semantic``, ``referring`` or ``onestep``.
+        middlebury: depth, onestep: model -> affine-aligned abs_rel on the real photo.
         per_class: semantic: model -> the per-class rows of its evaluation (``SegmentationMetrics.tables()``).
     """
 

@@ -13,6 +13,7 @@ from vpd.inference.tta import multi_scale_tta, predict_tta
 from vpd.inference.visualize import COLORMAPS, colorize, colorize_depth, colorize_error, get_colormap, make_panel
 
 if TYPE_CHECKING:
+    from vpd.inference.onestep import OneStepPrediction, OneStepPredictor
     from vpd.inference.predictor import DepthPrediction, DepthPredictor
     from vpd.inference.referring import ReferringPrediction, ReferringPredictor
     from vpd.inference.segmentation import SemanticPrediction, SemanticPredictor
@@ -21,6 +22,8 @@ __all__ = [
     "COLORMAPS",
     "DepthPrediction",
     "DepthPredictor",
+    "OneStepPrediction",
+    "OneStepPredictor",
     "ReferringPrediction",
     "ReferringPredictor",
     "SemanticPrediction",
@@ -50,4 +53,8 @@ def __getattr__(name: str) -> Any:
         from vpd.inference import referring
 
         return getattr(referring, name)
+    if name in ("OneStepPredictor", "OneStepPrediction"):
+        from vpd.inference import onestep
+
+        return getattr(onestep, name)
     raise AttributeError(f"module 'vpd.inference' has no attribute {name!r}")
