@@ -33,7 +33,8 @@ import os
 import numpy as np
 
 from vpd.data.base import PerceptionDataset, Sample, Transform, check_files
-from vpd.data.hypersim import depth_in_range, join_relative, read_path_list
+from vpd.data.filelists import join_relative, read_path_list
+from vpd.data.hypersim import depth_in_range
 from vpd.data.io import read_depth_png, read_image
 from vpd.data.kitti import KITTIEigen
 from vpd.data.nyuv2 import NYU_DEPTH_SCALE, NYU_MIN_DEPTH, NYU_SCENE_CLASSES, nyu_scene_class_id

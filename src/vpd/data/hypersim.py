@@ -37,11 +37,12 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from vpd.data.base import PerceptionDataset, Sample, Transform, check_files
+from vpd.data.filelists import join_relative, read_path_list
 from vpd.data.io import read_depth_png, read_image
 from vpd.data.kitti import KB_CROP_HEIGHT, KB_CROP_WIDTH, kb_crop_box
 from vpd.data.transforms import _nearest_indices
@@ -52,53 +53,11 @@ __all__ = [
     "Hypersim",
     "VirtualKITTI2",
     "depth_in_range",
-    "join_relative",
-    "read_path_list",
     "resize_nearest",
 ]
 
 HYPERSIM_DEPTH_SCALE = 1000.0  # depth_plane PNGs: millimetres
 VKITTI_DEPTH_SCALE = 100.0  # vKITTI 2 depth PNGs: centimetres
-
-
-def read_path_list(path: str, form: str, counts: Collection[int], *, none_column: int | None = None) -> list[list[str]]:
-    """Reads a Marigold-style file list: whitespace-separated relative paths, one sample per line.
-
-    Args:
-        path: the list file.
-        form: the expected line, for the error message (e.g. ``"rgb_path depth_path"``).
-        counts: the accepted numbers of fields per line.
-        none_column: lines whose field at this index is the literal ``None`` (a KITTI frame without ground truth)
-            are skipped, as Marigold's KITTI and vKITTI loaders do.
-
-    Returns:
-        The fields of each non-blank line, in file order.
-
-    Raises:
-        FileNotFoundError: the list does not exist.
-        ValueError: a line with another number of fields (file and 1-based line named), or no sample at all.
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: file list not found")
-    rows: list[list[str]] = []
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) not in counts:
-                raise ValueError(f"{path}:{line_number}: expected '{form}', got {line.strip()[:200]!r}")
-            if none_column is not None and fields[none_column] == "None":
-                continue
-            rows.append(fields)
-    if not rows:
-        raise ValueError(f"{path}: file list has no sample")
-    return rows
-
-
-def join_relative(base: str, rel: str) -> str:
-    """``base/rel``, with a leading ``/`` of ``rel`` (as BTS-style lists write it) taken as relative."""
-    return os.path.join(base, rel.lstrip("/\\"))
 
 
 def depth_in_range(depth: np.ndarray, min_depth: float, max_depth: float) -> np.ndarray:

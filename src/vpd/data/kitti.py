@@ -23,8 +23,8 @@ from __future__ import annotations
 import os
 
 from vpd.data.base import PerceptionDataset, Sample, Transform, check_files
+from vpd.data.filelists import join_relative, parse_file_list
 from vpd.data.io import read_depth_png, read_image
-from vpd.data.nyuv2 import parse_file_list
 
 __all__ = ["KB_CROP_HEIGHT", "KB_CROP_WIDTH", "KITTI_DEPTH_SCALE", "KITTIEigen", "kb_crop_box"]
 
@@ -45,10 +45,6 @@ def kb_crop_box(height: int, width: int) -> tuple[int, int]:
     if height < KB_CROP_HEIGHT or width < KB_CROP_WIDTH:
         raise ValueError(f"KB crop needs a frame of at least {KB_CROP_HEIGHT}x{KB_CROP_WIDTH}, got {height}x{width}")
     return height - KB_CROP_HEIGHT, (width - KB_CROP_WIDTH) // 2
-
-
-def _join(base: str, rel: str) -> str:
-    return os.path.join(base, rel.lstrip("/\\"))
 
 
 class KITTIEigen(PerceptionDataset):
@@ -98,18 +94,18 @@ class KITTIEigen(PerceptionDataset):
             pairs = [(rgb, depth) for rgb, depth in pairs if depth is not None]
             if not pairs:
                 raise ValueError(f"{self.filelist}: no line has a depth path (all 'None') and skip_missing_gt=True")
-        self.image_paths = [_join(self.image_root, rgb) for rgb, _ in pairs]
+        self.image_paths = [join_relative(self.image_root, rgb) for rgb, _ in pairs]
         self.depth_paths = [self._resolve_depth(depth) if depth is not None else None for _, depth in pairs]
         self.names = [os.path.splitext(rgb.lstrip("/\\"))[0] for rgb, _ in pairs]
         check_files(self.image_paths, "KITTIEigen images", self.image_root)
         check_files([p for p in self.depth_paths if p is not None], "KITTIEigen depth", self.depth_root)
 
     def _resolve_depth(self, rel: str) -> str:
-        direct = _join(self.depth_root, rel)
+        direct = join_relative(self.depth_root, rel)
         if os.path.isfile(direct):
             return direct
         for sub in ("train", "val"):
-            candidate = _join(os.path.join(self.depth_root, sub), rel)
+            candidate = join_relative(os.path.join(self.depth_root, sub), rel)
             if os.path.isfile(candidate):
                 return candidate
         return direct  # reported as missing by check_files under its plain name

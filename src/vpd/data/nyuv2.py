@@ -19,6 +19,7 @@ import numpy as np
 
 from vpd.data.base import PerceptionDataset, Sample, Transform, check_files
 from vpd.data.classes import NYU_SCENE_CLASSES  # defined once there (official order, "excercise" sic); re-exported
+from vpd.data.filelists import join_relative, parse_file_list
 from vpd.data.io import read_depth_png, read_image
 
 __all__ = ["NYU_SCENE_CLASSES", "NYUv2Labeled", "NYUv2Sync", "nyu_scene_class_id", "parse_file_list"]
@@ -42,52 +43,6 @@ def nyu_scene_class_id(key: str) -> int:
         if name in key:
             return class_id
     return -1
-
-
-def parse_file_list(path: str, *, allow_none_depth: bool = False) -> list[tuple[str, str | None]]:
-    """Parses a BTS/VPD file list: one ``"rgb_rel depth_rel [focal]"`` line per sample; blank lines are skipped.
-
-    Args:
-        path: the list file.
-        allow_none_depth: accept the literal ``None`` as depth path (KITTI lists mark frames without ground truth so).
-
-    Returns:
-        ``(rgb_rel, depth_rel)`` pairs as written (leading ``/`` kept); ``depth_rel`` is ``None`` for ``None`` entries.
-
-    Raises:
-        FileNotFoundError: the list does not exist.
-        ValueError: a malformed line, naming the file and the 1-based line number.
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: file list not found")
-    pairs: list[tuple[str, str | None]] = []
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            ok = len(fields) in (2, 3)
-            if ok and len(fields) == 3:
-                try:
-                    float(fields[2])
-                except ValueError:
-                    ok = False
-            if ok and fields[1] == "None" and not allow_none_depth:
-                ok = False
-            if not ok:
-                raise ValueError(
-                    f"{path}:{line_number}: expected 'rgb_path depth_path [focal]', got {line.strip()[:200]!r}"
-                )
-            pairs.append((fields[0], None if fields[1] == "None" else fields[1]))
-    if not pairs:
-        raise ValueError(f"{path}: file list is empty")
-    return pairs
-
-
-def _join(base: str, rel: str) -> str:
-    # The lists write paths as "/scene/file" to be string-concatenated onto the root; os.path.join would treat the
-    # leading "/" as absolute, so strip it.
-    return os.path.join(base, rel.lstrip("/\\"))
 
 
 class NYUv2Sync(PerceptionDataset):
@@ -131,8 +86,8 @@ class NYUv2Sync(PerceptionDataset):
         )
         if filelist is not None:
             pairs = parse_file_list(os.fspath(filelist))
-            self.image_paths = [_join(self.data_dir, rgb) for rgb, _ in pairs]
-            self.depth_paths = [_join(self.data_dir, depth) for _, depth in pairs if depth is not None]
+            self.image_paths = [join_relative(self.data_dir, rgb) for rgb, _ in pairs]
+            self.depth_paths = [join_relative(self.data_dir, depth) for _, depth in pairs if depth is not None]
         else:
             self.image_paths, self.depth_paths = self._discover(self.data_dir)
         check_files(self.image_paths + self.depth_paths, f"NYUv2Sync {split}", self.data_dir)
