@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -22,6 +22,9 @@ import torch.nn.functional as F
 from vpd.data.io import save_npy_atomic, write_png16_atomic, write_png_atomic
 from vpd.inference.base import MAX_MODEL_PIXELS, ImageInput, ImagePredictor
 from vpd.inference.outputs import Writer, register_writer
+
+#: File-name suffix of each output format of a one-step map.
+MAP_SUFFIXES = {"npy": ".npy", "png16": ".png", "color": "_color.png"}
 
 #: The projects' default processing resolution (the longer side; 0 = the image's own size).
 DEFAULT_PROCESSING_RESOLUTION = 768
@@ -151,11 +154,7 @@ class OneStepPredictor(ImagePredictor):
             processing_resolution = self.default_processing_resolution
         self.check_common(images, processing_resolution, batch_size, output_type, max_pixels)
         marigold = config.preprocessing is None
-        if not marigold and (num_inference_steps not in (None, 1) or ensemble_size != 1 or output_uncertainty):
-            raise ValueError(
-                f"num_inference_steps / ensemble_size / output_uncertainty: a {config.preset} model predicts in one "
-                "deterministic step; only Marigold models take several steps or ensembles"
-            )
+        self.check_steps(num_inference_steps, ensemble_size, output_uncertainty)
         if ensemble_size < 1:
             raise ValueError(f"ensemble_size must be >= 1, got {ensemble_size}")
         if output_uncertainty and ensemble_size < 3:
@@ -174,6 +173,25 @@ class OneStepPredictor(ImagePredictor):
         )
         results = [self._result(output, None, output_type) for output in outputs]
         return results if is_batch else results[0]
+
+    def check_steps(
+        self,
+        num_inference_steps: int | None,
+        ensemble_size: int,
+        output_uncertainty: bool = False,
+        *,
+        names: str = "num_inference_steps / ensemble_size / output_uncertainty",
+    ) -> None:
+        """Refuses several steps, an ensemble or an uncertainty map for a deterministic one-step model (``names``:
+        what the message calls the options)."""
+        config = self.model.config
+        if config.preprocessing is not None and (
+            num_inference_steps not in (None, 1) or ensemble_size != 1 or output_uncertainty
+        ):
+            raise ValueError(
+                f"{names}: a {config.preset} model predicts in one deterministic step; only Marigold models take "
+                "several steps or ensembles"
+            )
 
     def _result(self, output: torch.Tensor, uncertainty: torch.Tensor | None, output_type: str) -> OneStepPrediction:
         """``[C, H, W]`` -> ``[H, W]`` / ``[H, W, 3]`` in the requested type."""
@@ -260,7 +278,7 @@ class OneStepWriter(Writer):
     task = "onestep"
     model_type = "onestep"
     options_taken = ("steps", "ensemble_size")
-    suffixes: ClassVar[dict[str, str]] = {"npy": ".npy", "png16": ".png", "color": "_color.png"}  # after _<target>
+    suffixes: ClassVar[dict[str, str]] = MAP_SUFFIXES  # after _<target>
     default_formats = ("npy", "png16", "color")
 
     @staticmethod
@@ -274,18 +292,12 @@ class OneStepWriter(Writer):
         return [f"_{target}{cls.suffixes[f]}" for target in TARGETS for f in formats]
 
     def options(self, formats: tuple[str, ...]) -> dict[str, Any]:
-        config = self.predictor.model.config
-        if config.preprocessing is not None and (self.args.steps or 1) * (self.args.ensemble_size or 1) > 1:
-            raise ValueError(f"--steps / --ensemble-size: a {config.preset} model predicts in one deterministic step; "
-                             "only Marigold models take several steps or ensembles")  # fmt: skip
-        return {"num_inference_steps": self.args.steps, "ensemble_size": self.args.ensemble_size or 1}
+        options = {"num_inference_steps": self.args.steps, "ensemble_size": self.args.ensemble_size or 1}
+        cast(OneStepPredictor, self.predictor).check_steps(**options, names="--steps / --ensemble-size")
+        return options
 
     def write(self, prediction: Any, stem: str, image: np.ndarray, formats: tuple[str, ...]) -> None:
         write_map(f"{stem}_{prediction.target}", np.asarray(prediction.prediction, dtype=np.float32), formats)
-
-
-#: File-name suffix of each output format of a one-step map.
-MAP_SUFFIXES = {"npy": ".npy", "png16": ".png", "color": "_color.png"}
 
 
 def write_map(name: str, value: np.ndarray, formats: Sequence[str]) -> None:
