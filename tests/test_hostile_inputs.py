@@ -23,6 +23,9 @@ from safetensors.torch import load_file, save_file
 from hostile import Case, check, tmpfs
 from reference import official_state_dict
 from runs import TINY_RUN, as_cli
+from vpd.configuration import ConfigError
+from vpd.data.matting import DIS5K
+from vpd.data.registry import build_dataset
 from vpd.inference.predictor import DepthPredictor
 from vpd.inference.segmentation import SemanticPredictor
 from vpd.modeling.depth import build_vpd_depth, tiny_vpd_depth_config
@@ -256,6 +259,13 @@ def referring_folder(world, text: str):
     return ReferringFolder(world.root / "pairs.jsonl")
 
 
+def hypersim_list(world, text: str):
+    from vpd.data.hypersim import Hypersim
+
+    (world.root / "hypersim.txt").write_text(text)
+    return Hypersim(world.root, world.root / "hypersim.txt")
+
+
 def api(call) -> callable:
     return lambda world: (lambda: call(world))
 
@@ -357,6 +367,13 @@ CASES = [
     Case("refcoco-missing-instances", api(lambda w: refcoco_tree(w, instances=None)), 2, r"instances\.json",
          error=FileNotFoundError),
     Case("referring-folder-bad-line", api(lambda w: referring_folder(w, "not json\n")), 2, r"pairs\.jsonl:1: "),
+    # --- one-step loaders
+    Case("hypersim-bad-list-line", api(lambda w: hypersim_list(w, "a.png b.png c d\n")), 2, r"hypersim\.txt:1: expected "),
+    Case("dis5k-missing-subset", api(lambda w: DIS5K(w.root, "DIS-TR")), 2, r"DIS-TR/im not found",
+         error=FileNotFoundError),
+    Case("mixed-weights-mismatch", api(lambda w: build_dataset(
+        "mixed", {"datasets": [{"kind": "synthetic", "args": {"num_scenes": 1}}], "weights": [0.5, 0.5]})), 2,
+         r"mixed\.weights: 2 weights for 1 datasets", error=ConfigError),
     Case("referring-folder-missing-mask", api(lambda w: referring_folder(
         w, json.dumps({"image": "in/good.png", "expression": "a thing", "mask": "nope.png"}) + "\n")), 2,
          r"nope\.png", error=FileNotFoundError),
