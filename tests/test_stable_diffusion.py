@@ -210,3 +210,50 @@ def test_folder_without_text_encoder_asks_for_one(tmp_path):
         tiny_vpd_depth_config(class_names=CLASSES), stable_diffusion=folder, class_embeddings="random"
     )
     assert model.backbone.class_embeddings.std() > 0.5
+
+
+def test_model_vae_swaps_the_vae_weights_for_vpd_and_one_step_models(tmp_path):
+    """``model.vae`` (diffusers' ``vae=``): a VAE folder, or an SD folder's ``vae/``, replaces the built model's VAE
+    weights; VPD keeps only the encoder half, the DPT one-step model no decoder, the VAE-readout one all of it."""
+    from runs import tiny_run_config
+    from vpd.modeling.stable_diffusion import load_vae
+    from vpd.training.config import load_run_config
+    from vpd.training.trainer import Trainer
+
+    _, vae = tiny_sd()
+    vae.save_pretrained(tmp_path / "vae_only")
+    save_sd_folder(tmp_path / "sd", *tiny_sd())
+    assert_same_weights(load_vae(tmp_path / "sd"), vae)
+    trainer = Trainer(tiny_run_config(tmp_path / "run", f"model.vae={tmp_path / 'vae_only'}"))
+    encoder = trainer.accelerator.unwrap_model(trainer.model).backbone.vae
+    assert_same_weights(encoder.encoder, vae.encoder)
+    assert_same_weights(encoder.quant_conv, vae.quant_conv)
+
+    for readout in ("dpt", "vae"):
+        config = load_run_config(
+            "demo_synthetic_onestep",
+            [f"train.output_dir={tmp_path / readout}", f"model.readout={readout}", f"model.vae={tmp_path / 'sd'}",
+             "data.train.args={num_scenes: 4, height: 32, width: 32, seed: 1}", "train.batch_size=2",
+             "data.val=null", "train.eval_every=0", "train.progress=false"],
+        )  # fmt: skip
+        ours = Trainer(config).model.vae
+        assert hasattr(ours, "decoder") == (readout == "vae")
+        offered = vae.state_dict()
+        assert all(torch.equal(t, offered[k]) for k, t in ours.state_dict().items())
+
+
+def test_model_vae_refuses_another_architecture_and_bad_sources_in_one_line(tmp_path):
+    from runs import tiny_run_config
+    from vpd.configuration import ConfigError
+    from vpd.modeling.stable_diffusion import load_vae
+    from vpd.training.trainer import Trainer
+
+    AutoencoderKL.from_config(LDM_VAE).save_pretrained(tmp_path / "wide")
+    with pytest.raises(ConfigError, match=r"^model.vae .*wide: encoder.conv_in.weight is \[32, 3, 3, 3\], the "):
+        Trainer(tiny_run_config(tmp_path / "run", f"model.vae={tmp_path / 'wide'}"))
+    with pytest.raises(FileNotFoundError, match="not a diffusers VAE folder"):
+        load_vae(tmp_path)
+    with pytest.raises(ValueError, match="not a single file"):
+        load_vae(tmp_path / "vae.safetensors")
+    with pytest.raises(OSError, match="not a local VAE folder nor a reachable hub repo id"):
+        load_vae("tiny-org/absent", local_files_only=True)

@@ -37,6 +37,8 @@ class PretrainedModel(nn.Module):
     config: Any
     #: The folder or hub id :meth:`from_pretrained` loaded this model from (None: built in memory).
     pretrained_source: str | None = None
+    #: Where the model keeps its Stable Diffusion VAE (a dotted submodule name), for :meth:`load_vae_weights`.
+    vae_module: ClassVar[str] = "backbone.vae"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -49,6 +51,29 @@ class PretrainedModel(nn.Module):
         if backbone is None or not hasattr(backbone, "enable_gradient_checkpointing"):
             raise NotImplementedError(f"{type(self).__name__} does not support gradient checkpointing")
         backbone.enable_gradient_checkpointing()
+
+    def load_vae_weights(self, vae: nn.Module, source: str) -> None:
+        """Takes the weights of ``vae`` (a diffusers ``AutoencoderKL`` of this model's VAE architecture) into the
+        model's VAE, as diffusers' ``vae=`` swaps one (e.g. ``stabilityai/sd-vae-ft-mse`` for SD's own). Parts the
+        model does not keep (VPD's decoder) are skipped.
+
+        Raises:
+            ConfigError: ``vae`` lacks a tensor the model's VAE has, or has it in another shape (one line, naming
+                ``source``, the tensor and both shapes).
+        """
+        target = self.get_submodule(self.vae_module)
+        offered = vae.state_dict()
+        state = {}
+        for name, tensor in target.state_dict().items():
+            if name not in offered:
+                raise ConfigError(f"model.vae {source}: its VAE has no {name}; it is not this model's VAE architecture")
+            if offered[name].shape != tensor.shape:
+                raise ConfigError(
+                    f"model.vae {source}: {name} is {list(offered[name].shape)}, the model's VAE has "
+                    f"{list(tensor.shape)}; it is not this model's VAE architecture"
+                )
+            state[name] = offered[name]
+        target.load_state_dict(state)
 
     def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
         """Writes ``config.json`` and ``model.safetensors`` into ``directory`` (created), atomically.

@@ -288,6 +288,7 @@ class OneStepModel(PretrainedModel):
 
     model_type: ClassVar[str] = "onestep"
     config_class: ClassVar[type] = OneStepConfig
+    vae_module: ClassVar[str] = "vae"
     unet: Any  # diffusers.UNet2DConditionModel
     vae: Any  # diffusers.AutoencoderKL
     empty_text_embedding: torch.Tensor

@@ -167,6 +167,41 @@ def load_stable_diffusion(
     return StableDiffusionParts(unet=unet, vae=vae)
 
 
+def load_vae(
+    source: str | os.PathLike[str],
+    *,
+    torch_dtype: torch.dtype | None = None,
+    local_files_only: bool | None = None,
+    revision: str | None = None,
+) -> Any:
+    """Loads a diffusers ``AutoencoderKL``: a VAE folder or hub id (``"stabilityai/sd-vae-ft-mse"``), or a Stable
+    Diffusion folder or hub id (its ``vae/`` subfolder).
+
+    Raises:
+        FileNotFoundError / OSError: with one line naming the source and what is missing.
+    """
+    from diffusers import AutoencoderKL
+
+    source = str(source)
+    common: dict[str, Any] = {"torch_dtype": torch_dtype, "local_files_only": local_files_only, "revision": revision}
+    if os.path.isdir(source):
+        for subfolder in ("", "vae"):
+            if (Path(source) / subfolder / "config.json").is_file():
+                return AutoencoderKL.from_pretrained(source, subfolder=subfolder or None, **common)
+        raise FileNotFoundError(f"{source}: not a diffusers VAE folder (config.json or vae/config.json missing)")
+    if is_single_file(source):
+        raise ValueError(f"{source}: a VAE is loaded from a diffusers folder or hub id, not a single file")
+    try:  # a hub id: a VAE repo first, then a Stable Diffusion repo's vae/
+        return AutoencoderKL.from_pretrained(source, **common)
+    except OSError:
+        pass
+    try:
+        return AutoencoderKL.from_pretrained(source, subfolder="vae", **common)
+    except OSError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise OSError(f"{source}: not a local VAE folder nor a reachable hub repo id ({first})") from err
+
+
 def load_clip_text_encoder(
     source: str | os.PathLike[str],
     *,

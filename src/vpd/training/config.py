@@ -57,6 +57,8 @@ class ModelConfig:
             the recipe are applied to it where they can be (``timestep``, ``scale_latents``, a task's output range)
             and refused by name where they contradict its weights (widths, class names).
         architecture: UNet/VAE shapes when nothing is loaded: ``"sd15"`` or ``"tiny"`` (tests, CPU demo).
+        vae: a diffusers VAE folder or hub id (or a Stable Diffusion one, its ``vae/``) whose weights replace the
+            built model's VAE, as diffusers' ``vae=`` does (e.g. ``stabilityai/sd-vae-ft-mse``); same architecture.
         class_names: the classes; default: the training dataset's.
         class_embeddings: ``"clip"`` or ``"random"``.
         timestep, scale_latents: backbone numerics (null: the official ones, t = 1 and no latent scaling).
@@ -68,6 +70,7 @@ class ModelConfig:
     original_config: str | None = None
     init: str | None = None
     architecture: Literal["sd15", "tiny"] = "sd15"
+    vae: str | None = None
     class_names: tuple[str, ...] | None = None
     class_embeddings: Literal["clip", "random"] = "clip"
     timestep: int | None = None

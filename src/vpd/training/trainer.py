@@ -91,7 +91,12 @@ class Trainer:
         if len(self.train_set) < train.batch_size:
             raise ConfigError(f"train.batch_size {train.batch_size} exceeds the {len(self.train_set)} training samples")
 
-        model = model if model is not None else self.task.build_model(config, self.task.dataset_classes(self.train_set))
+        if model is None:
+            model = self.task.build_model(config, self.task.dataset_classes(self.train_set))
+            if config.model.vae:
+                from vpd.modeling.stable_diffusion import load_vae
+
+                model.load_vae_weights(load_vae(config.model.vae), config.model.vae)
         if train.gradient_checkpointing:
             model.enable_gradient_checkpointing()  # type: ignore[operator]
         groups = param_groups(model, config.optim.weight_decay, config.optim.param_rules, config.optim.no_decay)
