@@ -68,3 +68,28 @@ def test_predict_writes_each_format_and_refuses_marigold_options(tmp_path, capsy
         err = capsys.readouterr().err
         assert code == 2 and message in err and "Traceback" not in err
         assert not (tmp_path / "other" / "a_depth.npy").exists()
+
+    # resize modes (diffusers' Marigold names): nearest in = every 2nd pixel at half size; nearest out = only the
+    # processed map's values; --resample on the command line; an unknown mode refused in one line
+    import torch
+
+    from vpd.inference.onestep import OneStepPredictor
+    from vpd.modeling.onestep import OneStepModel
+
+    predictor = OneStepPredictor(OneStepModel.from_pretrained(model))
+    photo = np.asarray(Image.open(photos / "a.jpg"))
+    small = predictor(photo, processing_resolution=28, match_input_resolution=False, resample_method_input="nearest")
+    direct = predictor(photo[::2, ::2], processing_resolution=0, match_input_resolution=False)
+    np.testing.assert_allclose(small.prediction, direct.prediction, atol=1e-6)
+    default = predictor(photo, processing_resolution=28, match_input_resolution=False).prediction
+    near = predictor(photo, processing_resolution=28, resample_method_output="nearest").prediction
+    assert near.shape == (40, 56) and set(np.unique(near)) <= set(np.unique(default))
+    assert not set(np.unique(predictor(photo, processing_resolution=28).prediction)) <= set(np.unique(default))
+    with pytest.raises(ValueError, match="resample_method_output: expected one of nearest, nearest-exact"):
+        predictor(photo, resample_method_output="cubic")
+    assert main([*args[:-1], "28", "--output", str(tmp_path / "near"), "--resample", "bilinear,nearest"]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "near" / "a_depth.npy"), near)
+    with pytest.raises(SystemExit) as done:
+        main([*args, "--output", str(tmp_path / "bad"), "--resample", "cubic"])
+    assert done.value.code == 2 and "--resample: expected IN or IN,OUT from nearest" in capsys.readouterr().err
+    assert torch.is_tensor(predictor(photo, output_type="pt", resample_method_input="area").prediction)

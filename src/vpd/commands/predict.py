@@ -62,6 +62,15 @@ def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
     return parse
 
 
+def _resample_methods(text: str) -> tuple[str, str]:
+    from vpd.inference.onestep import RESAMPLE_METHODS
+
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) > 2 or any(part not in RESAMPLE_METHODS for part in parts):
+        raise argparse.ArgumentTypeError(f"expected IN or IN,OUT from {', '.join(RESAMPLE_METHODS)}, got {text!r}")
+    return parts[0], parts[-1]
+
+
 def _sentence(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError(f"expected a non-empty sentence, got {text!r}")
@@ -150,6 +159,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=_int_in(1),
         default=None,
         help="one-step family, Marigold models: predictions averaged after scale-and-shift alignment (default 1)",
+    )
+    parser.add_argument(
+        "--resample",
+        metavar="IN[,OUT]",
+        type=_resample_methods,
+        default=None,
+        help="one-step family: how the image is resized to the processing resolution and the map back, one of "
+        "nearest, nearest-exact, bilinear, bicubic, area (diffusers' Marigold names; OUT defaults to IN); default: "
+        "each project's own",
     )
     parser.add_argument(
         "--max-pixels",

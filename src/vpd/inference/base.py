@@ -220,8 +220,9 @@ class ImagePredictor:
         """The size an image of ``size`` is processed at (longer side ``resolution``, rounded; 0: unchanged)."""
         return processed_size(size, resolution)
 
-    def preprocess(self, image: torch.Tensor, resolution: int) -> torch.Tensor:
-        """``[3, H, W]`` in [0, 1] -> the model's input at ``processed_size`` (bilinear, antialiased)."""
+    def preprocess(self, image: torch.Tensor, resolution: int, **options: Any) -> torch.Tensor:
+        """``[3, H, W]`` in [0, 1] -> the model's input at ``processed_size`` (bilinear, antialiased); ``options``
+        are the call's (what :meth:`run` was given)."""
         return resize_longer_side(image, resolution)
 
     def _predict_batch(self, images: torch.Tensor, **options: Any) -> torch.Tensor:
@@ -265,7 +266,7 @@ class ImagePredictor:
                     f"{name}: {size[0]}x{size[1]} would run at {height}x{width}, more than max_pixels={max_pixels}; "
                     f"pass processing_resolution={fitting_resolution(size, max_pixels)} (or max_pixels=None)"
                 )
-        processed = [self.preprocess(t, processing_resolution) for t in inputs]
+        processed = [self.preprocess(t, processing_resolution, **options) for t in inputs]
 
         # Only images of equal processed size can share a batch; grouping keeps the output order via the indices.
         groups: dict[tuple[int, int], list[int]] = {}

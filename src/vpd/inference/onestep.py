@@ -26,6 +26,9 @@ from vpd.inference.outputs import Writer, register_writer
 #: File-name suffix of each output format of a one-step map.
 MAP_SUFFIXES = {"npy": ".npy", "png16": ".png", "color": "_color.png"}
 
+#: How images are resized in and maps out (diffusers' Marigold names); bilinear and bicubic are antialiased.
+RESAMPLE_METHODS = ("nearest", "nearest-exact", "bilinear", "bicubic", "area")
+
 #: The projects' default processing resolution (the longer side; 0 = the image's own size).
 DEFAULT_PROCESSING_RESOLUTION = 768
 
@@ -44,6 +47,13 @@ class OneStepPrediction:
     prediction: Any
     target: str
     uncertainty: Any = None
+
+
+def resize(image: torch.Tensor, size: tuple[int, int], method: str) -> torch.Tensor:
+    """``[B, C, H, W]`` to ``size`` with one of :data:`RESAMPLE_METHODS` (as diffusers' Marigold image processor)."""
+    if method in ("nearest", "nearest-exact", "area"):
+        return F.interpolate(image, size=size, mode=method)
+    return F.interpolate(image, size=size, mode=method, align_corners=False, antialias=True)
 
 
 def truncated_size(size: tuple[int, int], resolution: int) -> tuple[int, int]:
@@ -92,18 +102,18 @@ class OneStepPredictor(ImagePredictor):
     def processed_size(self, size: tuple[int, int], resolution: int) -> tuple[int, int]:
         return truncated_size(size, resolution)
 
-    def preprocess(self, image: torch.Tensor, resolution: int) -> torch.Tensor:
-        """Bilinear with antialiasing to :func:`truncated_size`; rounded back to uint8 values where the project
-        resizes the uint8 image (GenPercept, E2E-FT)."""
+    def preprocess(self, image: torch.Tensor, resolution: int, **options: Any) -> torch.Tensor:
+        """To :func:`truncated_size` with ``resample_method_input`` (the projects': bilinear with antialiasing);
+        rounded back to uint8 values where the project resizes the uint8 image (GenPercept, E2E-FT)."""
         size = truncated_size((int(image.shape[-2]), int(image.shape[-1])), resolution)
         if size == tuple(image.shape[-2:]):
             return image
+        method = options.get("resample_method_input") or "bilinear"
         steps = self.model.config.preprocessing
         if steps is not None and steps.round_uint8:
-            pixels = (image * 255).round()[None]
-            resized = F.interpolate(pixels, size=size, mode="bilinear", align_corners=False, antialias=True)
+            resized = resize((image * 255).round()[None], size, method)
             return (resized.round().clamp(0, 255) / 255)[0]
-        return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
+        return resize(image[None], size, method)[0]
 
     def _predict_batch(self, images: torch.Tensor, **options: Any) -> torch.Tensor:
         return self.model(images, generator=options.get("generator")).prediction
@@ -112,10 +122,10 @@ class OneStepPredictor(ImagePredictor):
         """Back to the image's size as the project does, then clipped to the map's range."""
         if options.get("match_input_resolution", True) and tuple(output.shape[-2:]) != tuple(size):
             steps = self.model.config.preprocessing
-            if steps is not None and steps.output_resize == "nearest-exact":
-                output = F.interpolate(output, size=size, mode="nearest-exact")
-            else:
-                output = F.interpolate(output, size=size, mode="bilinear", align_corners=False, antialias=True)
+            method = options.get("resample_method_output") or (
+                "nearest-exact" if steps is not None and steps.output_resize == "nearest-exact" else "bilinear"
+            )
+            output = resize(output, size, method)
         return output.clip(-1, 1) if self.target == "normals" else output.clip(0, 1)
 
     # ---------------------------------------------------------------------------------------------------------
@@ -133,6 +143,8 @@ class OneStepPredictor(ImagePredictor):
         generator: torch.Generator | None = None,
         output_type: str = "np",
         max_pixels: int | None = MAX_MODEL_PIXELS,
+        resample_method_input: str | None = None,
+        resample_method_output: str | None = None,
     ) -> OneStepPrediction | list[OneStepPrediction]:
         """Predicts one image or a list (paths, PIL, numpy uint8 / uint16 / float in [0, 1], torch; gray and RGBA
         handled).
@@ -148,6 +160,9 @@ class OneStepPredictor(ImagePredictor):
             generator: the noise of stochastic steps (Marigold's initial latents, Lotus's latent sampling).
             output_type: ``"np"`` or ``"pt"``.
             max_pixels: refuse a processed size above this many pixels (None: no limit).
+            resample_method_input / resample_method_output: how the image is resized to the processing size and the
+                map back (one of :data:`RESAMPLE_METHODS`); None: the project's own (bilinear in; bilinear out, or
+                nearest-exact for the presets that do so).
         """
         config = self.model.config
         if processing_resolution is None:
@@ -155,6 +170,10 @@ class OneStepPredictor(ImagePredictor):
         self.check_common(images, processing_resolution, batch_size, output_type, max_pixels)
         marigold = config.preprocessing is None
         self.check_steps(num_inference_steps, ensemble_size, output_uncertainty)
+        resample = {"resample_method_input": resample_method_input, "resample_method_output": resample_method_output}
+        for name, method in resample.items():
+            if method is not None and method not in RESAMPLE_METHODS:
+                raise ValueError(f"{name}: expected one of {', '.join(RESAMPLE_METHODS)}, got {method!r}")
         if ensemble_size < 1:
             raise ValueError(f"ensemble_size must be >= 1, got {ensemble_size}")
         if output_uncertainty and ensemble_size < 3:
@@ -162,7 +181,7 @@ class OneStepPredictor(ImagePredictor):
         if marigold:
             return self._marigold(images, processing_resolution, match_input_resolution, batch_size,
                                   num_inference_steps, ensemble_size, output_uncertainty, generator, output_type,
-                                  max_pixels)  # fmt: skip
+                                  max_pixels, resample)  # fmt: skip
         outputs, _, is_batch = self.run(
             images,
             processing_resolution=processing_resolution,
@@ -170,6 +189,7 @@ class OneStepPredictor(ImagePredictor):
             max_pixels=max_pixels,
             generator=generator,
             match_input_resolution=match_input_resolution,
+            **resample,
         )
         results = [self._result(output, None, output_type) for output in outputs]
         return results if is_batch else results[0]
@@ -214,8 +234,10 @@ class OneStepPredictor(ImagePredictor):
         generator: torch.Generator | None,
         output_type: str,
         max_pixels: int | None,
+        resample: dict[str, str | None],
     ) -> OneStepPrediction | list[OneStepPrediction]:
         """diffusers' Marigold pipeline on the model's own UNet, VAE, scheduler and empty-prompt embedding."""
+        methods = {name: method for name, method in resample.items() if method is not None}
         items, is_batch = self.as_list(images)
         tensors = [self.to_tensor(item) for item in items]
         for i, tensor in enumerate(tensors):
@@ -239,6 +261,7 @@ class OneStepPredictor(ImagePredictor):
                     generator=generator,
                     output_type="pt",
                     output_uncertainty=output_uncertainty,
+                    **methods,
                 )
                 prediction = out.prediction[0].float()  # [C, H, W]
                 uncertainty = None if out.uncertainty is None else out.uncertainty[0].float()
@@ -277,7 +300,7 @@ class OneStepWriter(Writer):
 
     task = "onestep"
     model_type = "onestep"
-    options_taken = ("steps", "ensemble_size")
+    options_taken = ("steps", "ensemble_size", "resample")
     suffixes: ClassVar[dict[str, str]] = MAP_SUFFIXES  # after _<target>
     default_formats = ("npy", "png16", "color")
 
@@ -294,6 +317,8 @@ class OneStepWriter(Writer):
     def options(self, formats: tuple[str, ...]) -> dict[str, Any]:
         options = {"num_inference_steps": self.args.steps, "ensemble_size": self.args.ensemble_size or 1}
         cast(OneStepPredictor, self.predictor).check_steps(**options, names="--steps / --ensemble-size")
+        if self.args.resample:
+            options["resample_method_input"], options["resample_method_output"] = self.args.resample
         return options
 
     def write(self, prediction: Any, stem: str, image: np.ndarray, formats: tuple[str, ...]) -> None:

@@ -116,7 +116,7 @@ class ReferringPredictor(ImagePredictor):
         side = resolution or REFERRING_SIZE
         return side, side
 
-    def preprocess(self, image: torch.Tensor, resolution: int) -> torch.Tensor:
+    def preprocess(self, image: torch.Tensor, resolution: int, **options: Any) -> torch.Tensor:
         """``[3, H, W]`` -> ``[3, s, s]`` (bilinear, antialiased: PIL's resize of the training data)."""
         size = self.processed_size((int(image.shape[-2]), int(image.shape[-1])), resolution)
         if tuple(image.shape[-2:]) == size:
