@@ -203,3 +203,50 @@ def test_recipes(recipe, preset, target):
         kinds += [child["kind"] for child in config.data.train.args["datasets"]]
         assert config.data.train.args["weights"] == [0.9, 0.1]
     assert set(kinds) <= set(_kinds())
+
+
+@pytest.mark.parametrize("preset", ["e2eft", "genpercept-dpt"])
+def test_lora_trains_adapters_on_a_frozen_unet_and_saves_them(tmp_path, capsys, preset):
+    """model.lora_rank: peft adapters on the attention projections start as a no-op, are all that trains of the UNet
+    (with a DPT head), are saved with the model and load back; a released checkpoint takes them through model.init."""
+    run = tmp_path / "run"
+    overrides = [*TINY, f"model.preset={preset}", "model.lora_rank=4", f"train.output_dir={run}"]
+    config = load_run_config(str(_recipe(tmp_path)), overrides)
+    task = get_task("onestep")
+    plain = task.build_model(load_run_config(str(_recipe(tmp_path)), [*TINY, f"model.preset={preset}"]), ())
+    model = task.build_model(config, ())
+    images = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():  # the adapters' up-projections start at zero: the model computes what it did without them
+        torch.testing.assert_close(model(images).raw, plain(images).raw)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or n.startswith("dpt_head.") for n in trainable)
+    assert any(n.startswith("dpt_head.") for n in trainable) == (preset == "genpercept-dpt")
+    assert sum("lora_A" in n for n in trainable) == sum("lora_B" in n for n in trainable) > 0
+
+    assert main(["train", "--config", str(_recipe(tmp_path)), *as_cli(overrides)]) == 0
+    trained = OneStepModel.from_pretrained(run / "model")
+    assert trained.config.lora_rank == 4
+    weights = dict(trained.named_parameters())
+    lora_b = [w for n, w in weights.items() if "lora_B" in n]
+    assert any(w.abs().sum() > 0 for w in lora_b)  # trained
+    base = {n.replace(".base_layer", ""): w for n, w in weights.items() if "lora_" not in n and n.startswith("unet.")}
+    frozen = dict(plain.named_parameters())
+    assert all(torch.equal(w, frozen[n]) for n, w in base.items() if n in frozen)  # the UNet itself did not move
+    with torch.no_grad():
+        assert not torch.allclose(trained(images).raw, plain(images).raw)
+
+    plain.save_pretrained(tmp_path / "released")
+    init = load_run_config(
+        str(_recipe(tmp_path)), [*TINY, f"model.preset={preset}", f"model.init={tmp_path / 'released'}",
+                                 "model.lora_rank=2", "model.lora_alpha=4"],
+    )  # fmt: skip
+    adapted = task.build_model(init, ())
+    assert adapted.config.lora_rank == 2 and adapted.config.lora_alpha == 4
+    assert not any(p.requires_grad for n, p in adapted.unet.named_parameters() if "lora_" not in n)
+
+
+def test_lora_without_peft_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "peft", None)  # as if not installed
+    config = load_run_config(str(_recipe(tmp_path)), [*TINY, "model.lora_rank=4"])
+    with pytest.raises(ImportError, match=r"^model.lora_rank needs peft: pip install 'vpd\[lora\]'"):
+        get_task("onestep").build_model(config, ())

@@ -25,6 +25,8 @@ multi-step, ensembled inference is diffusers' ``MarigoldDepthPipeline`` / ``Mari
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -86,6 +88,10 @@ class Preprocessing:
     output_resize: Literal["bilinear-antialias", "nearest-exact"] = "bilinear-antialias"
 
 
+#: The UNet modules LoRA adapts by default: the attention projections (diffusers' LoRA training scripts).
+LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+
+
 @dataclass(frozen=True)
 class OneStepConfig:
     """Architecture and numerics of :class:`OneStepModel` (defaults: GenPercept's depth model on SD-2.1).
@@ -120,6 +126,10 @@ class OneStepConfig:
             the model (multi-step, ensembles), configured by ``pipeline``.
         pipeline: the settings of a diffusers pipeline's ``model_index.json`` (Marigold: ``prediction_type``,
             ``default_denoising_steps``, ``default_processing_resolution``, ``scale_invariant``, ...).
+        lora_rank: LoRA adapters of this rank on the UNet's attention projections (peft, through diffusers'
+            ``add_adapter``): the UNet's own weights are frozen, the adapters (and a DPT head) train; None: none.
+        lora_alpha: the adapters' scale numerator (``alpha / rank`` multiplies them); None: the rank.
+        lora_targets: the UNet modules that get adapters (peft's ``target_modules``).
     """
 
     unet: dict[str, Any] = field(default_factory=dict)
@@ -139,8 +149,13 @@ class OneStepConfig:
     decode: str = "mean-clip"
     preprocessing: Preprocessing | None = field(default_factory=Preprocessing)
     pipeline: dict[str, Any] = field(default_factory=dict)
+    lora_rank: int | None = None
+    lora_alpha: int | None = None
+    lora_targets: tuple[str, ...] = LORA_TARGETS
 
     def __post_init__(self) -> None:
+        check_range("lora_rank", self.lora_rank, low=1, optional=True)
+        check_range("lora_alpha", self.lora_alpha, low=0, low_open=True, optional=True)
         if self.target not in TARGETS:
             raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
         check_range("timestep", self.timestep, low=0, high=int(self.scheduler.get("num_train_timesteps", 1000)) - 1)
@@ -333,6 +348,18 @@ class OneStepModel(PretrainedModel):
         else:
             self.task_embedding = None
         self.vae.requires_grad_(False)
+        if config.lora_rank is not None:
+            self.unet.requires_grad_(False)
+            add_lora(self.unet, config.lora_rank, config.lora_alpha, config.lora_targets)
+
+    def add_lora(self, rank: int, alpha: int | None = None, targets: Sequence[str] = LORA_TARGETS) -> None:
+        """Freezes the UNet and adds LoRA adapters to it (see ``OneStepConfig.lora_rank``); the config records them,
+        so the saved model loads with them."""
+        if self.config.lora_rank is not None:
+            raise ValueError(f"this model already has LoRA adapters (rank {self.config.lora_rank})")
+        self.unet.requires_grad_(False)
+        add_lora(self.unet, rank, alpha, targets)
+        self.config = dataclasses.replace(self.config, lora_rank=rank, lora_alpha=alpha, lora_targets=tuple(targets))
 
     # ---------------------------------------------------------------------------------------------------------
 
@@ -420,6 +447,21 @@ class OneStepModel(PretrainedModel):
             for handle in handles:
                 handle.remove()
         return captured
+
+
+def add_lora(unet: nn.Module, rank: int, alpha: int | None, targets: Sequence[str]) -> None:
+    """Adds trainable LoRA adapters (peft, named ``default``) to ``unet``'s ``targets``, through diffusers'
+    ``add_adapter``; the adapters start as a no-op (their up-projections are zero).
+
+    Raises:
+        ImportError: peft is not installed (one line: how to install it).
+    """
+    try:
+        from peft import LoraConfig
+    except ImportError:
+        raise ImportError("model.lora_rank needs peft: pip install 'vpd[lora]' (or pip install peft)") from None
+    config = LoraConfig(r=rank, lora_alpha=alpha or rank, init_lora_weights="gaussian", target_modules=list(targets))
+    unet.add_adapter(config)  # type: ignore[operator]
 
 
 def _alphas_cumprod(scheduler: dict[str, Any]) -> torch.Tensor:

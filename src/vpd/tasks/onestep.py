@@ -51,6 +51,9 @@ class OneStepModelConfig(ModelConfig):
         dpt_features: the DPT head's width (null: 256; the tiny architecture 32).
         empty_text_embedding: a file with the empty-prompt embedding (``.pt`` / ``.safetensors`` / ``.npy``); null:
             computed from ``pretrained``'s (or ``text_encoder``'s) CLIP; the tiny architecture uses a seeded one.
+        lora_rank, lora_alpha: train LoRA adapters of this rank (scale ``alpha / rank``; alpha null: the rank) on
+            the UNet's attention projections instead of the whole UNet (peft: ``pip install 'vpd[lora]'``); null: the
+            whole UNet trains, as the projects do.
     """
 
     pretrained: str | None = "stabilityai/stable-diffusion-2-1"
@@ -59,9 +62,13 @@ class OneStepModelConfig(ModelConfig):
     readout: Literal["vae", "dpt"] | None = None
     dpt_features: int | None = None
     empty_text_embedding: str | None = None
+    lora_rank: int | None = None
+    lora_alpha: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_range("model.lora_rank", self.lora_rank, low=1, optional=True)
+        check_range("model.lora_alpha", self.lora_alpha, low=0, low_open=True, optional=True)
         if self.preset not in TRAINABLE_PRESETS:
             raise ConfigError(
                 f"model.preset: {self.preset!r} does not train one-step here; choose one of "
@@ -259,8 +266,12 @@ class OneStepTask(Task):
             overrides["readout"] = spec.readout
         if spec.dpt_features is not None:
             overrides["dpt_features"] = spec.dpt_features
+        if spec.lora_rank is not None:
+            overrides.update(lora_rank=spec.lora_rank, lora_alpha=spec.lora_alpha)
         if spec.init:
             model = self.load_model(spec.init)
+            if spec.lora_rank is not None and model.config.lora_rank is None:  # LoRA on a released checkpoint
+                model.add_lora(spec.lora_rank, spec.lora_alpha)
             wanted = {"preset": spec.preset, "target": spec.target, **overrides}
             wrong = [f"model.{k}={v!r} (the model has {getattr(model.config, k)!r})"
                      for k, v in wanted.items() if getattr(model.config, k) != v]  # fmt: skip
