@@ -34,3 +34,11 @@ def tiny_run_config(output_dir: Path, *extra: str) -> RunConfig:
 
 def as_cli(overrides: list[str]) -> list[str]:
     return [arg for override in overrides for arg in ("--set", override)]
+
+
+def small_demo_vae(monkeypatch) -> None:
+    """The demos' VAE pretraining (``vpd.demo.autoencoder``) cut to 2 steps on 4 small rooms."""
+    import vpd.demo.autoencoder
+
+    monkeypatch.setattr(vpd.demo.autoencoder, "VAE_STEPS", 2)
+    monkeypatch.setattr(vpd.demo.autoencoder, "VAE_ROOMS", {"num_scenes": 4, "height": 64, "width": 64, "seed": 11})

@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from runs import as_cli
+import torch
+
+from runs import as_cli, small_demo_vae
 from vpd.cli import main
 
 TINY_ONESTEP = [
@@ -20,9 +22,10 @@ TINY_ONESTEP = [
 ]
 
 
-def test_onestep_demo_end_to_end_small(tmp_path):
+def test_onestep_demo_end_to_end_small(tmp_path, monkeypatch):
     from vpd.demo import run_demo, summary_table
 
+    small_demo_vae(monkeypatch)
     demo = run_demo(tmp_path, TINY_ONESTEP, progress=False, task="onestep")
     assert demo.task == "onestep"
     assert set(demo.metrics) == {"untrained depth", "trained depth", "untrained normals", "trained normals"}
@@ -36,6 +39,15 @@ def test_onestep_demo_end_to_end_small(tmp_path):
     assert Path(tmp_path / "report.png").stat().st_size > 10_000
     assert (tmp_path / "depth" / "model" / "config.json").is_file()
     assert (tmp_path / "normals" / "model" / "config.json").is_file()
+    # both models start from the VAE the demo pretrained and saved in diffusers' layout (frozen: still equal)
+    from diffusers import AutoencoderKL
+
+    from vpd.modeling.onestep import OneStepModel
+
+    vae = AutoencoderKL.from_pretrained(tmp_path / "demo_vae").state_dict()
+    for target in ("depth", "normals"):
+        ours = OneStepModel.from_pretrained(tmp_path / target / "model").vae.state_dict()
+        assert ours and all(torch.equal(t, vae[k]) for k, t in ours.items())
     table = summary_table(demo)
     assert "abs_rel" in table and "a11.25" in table
 

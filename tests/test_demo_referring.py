@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from runs import as_cli
+from runs import as_cli, small_demo_vae
 from vpd.cli import main
 
 TINY_REFERRING = [
@@ -21,10 +22,11 @@ TINY_REFERRING = [
 ]
 
 
-def test_referring_demo_end_to_end_small(tmp_path):
+def test_referring_demo_end_to_end_small(tmp_path, monkeypatch):
     from vpd.demo import run_demo
     from vpd.demo.referring import REFERRING_MODELS
 
+    small_demo_vae(monkeypatch)
     demo = run_demo(tmp_path, TINY_REFERRING, progress=False, task="referring")
     assert demo.task == "referring" and set(demo.metrics) == set(REFERRING_MODELS)
     for metrics in demo.metrics.values():
@@ -36,6 +38,14 @@ def test_referring_demo_end_to_end_small(tmp_path):
     assert Path(tmp_path / "report.png").stat().st_size > 10_000
     assert (tmp_path / "model" / "config.json").is_file()
     assert (tmp_path / "tiny_clip" / "tokenizer_config.json").is_file()
+    # the model starts from the VAE the demo pretrained and saved in diffusers' layout (frozen: still equal)
+    from diffusers import AutoencoderKL
+
+    from vpd.modeling.referring import VPDReferring
+
+    vae = AutoencoderKL.from_pretrained(tmp_path / "demo_vae").state_dict()
+    ours = VPDReferring.from_pretrained(tmp_path / "model").backbone.vae.state_dict()
+    assert ours and all(torch.equal(t, vae[k]) for k, t in ours.items())
 
 
 def test_demo_clip_has_one_token_per_word_of_the_grammar(tmp_path):

@@ -4,7 +4,8 @@
 (:mod:`vpd.demo.semantic`) a tiny VPD segmentation model; ``vpd demo --task referring`` (:mod:`vpd.demo.referring`)
 a tiny VPD referring model with a tiny CLIP built locally; ``vpd demo --task onestep`` (:mod:`vpd.demo.onestep`)
 tiny one-step depth and normals models. Each compares it with the untrained model and baselines on
-held-out rooms and write ``report.html`` and ``report.png``; :mod:`vpd.demo.common` holds what they share.
+held-out rooms and write ``report.html`` and ``report.png``; :mod:`vpd.demo.common` holds what they share, and
+:mod:`vpd.demo.autoencoder` the VAE the one-step and referring demos pretrain first (the stand-in for SD's).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vpd.demo.autoencoder import demo_vae_override
 from vpd.demo.common import DemoResult, Stopwatch, evaluate_models, start_trainer, train
 
 DEMO_RECIPE = "demo_synthetic_onestep"
@@ -35,9 +36,11 @@ def run_onestep_demo(
     clock = Stopwatch()
     metrics: dict[str, dict[str, float]] = {}
     runs = {}
+    with clock("VAE pretraining"):
+        vae = demo_vae_override(output_dir, overrides, progress)
     for target in ("depth", "normals"):
         with clock("setup"):
-            settings = [f"model.target={target}", *overrides]
+            settings = [f"model.target={target}", *vae, *overrides]
             trainer, untrained = start_trainer(
                 DEMO_RECIPE, output_dir / target, settings, f"one-step {target} model", progress
             )

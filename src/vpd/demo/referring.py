@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from vpd.demo.autoencoder import demo_vae_override
 from vpd.demo.common import DemoResult, Stopwatch, evaluate_models, start_trainer, train
 
 DEMO_RECIPE = "demo_synthetic_referring"
@@ -57,9 +58,11 @@ def run_referring_demo(
 
     output_dir = Path(output_dir)
     clock = Stopwatch()
+    with clock("VAE pretraining"):
+        vae = demo_vae_override(output_dir, overrides, progress)
     with clock("setup"):
         clip = build_demo_clip(output_dir / "tiny_clip")
-        settings = [f"model.text_encoder={clip}", *overrides]
+        settings = [f"model.text_encoder={clip}", *vae, *overrides]
         trainer, untrained = start_trainer(DEMO_RECIPE, output_dir, settings, "VPD referring model", progress)
         from vpd.data.synthetic import SyntheticReferringDataset
 

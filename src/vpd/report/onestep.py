@@ -124,8 +124,9 @@ def write_onestep_report(
     timings = ", ".join(f"{k} {v:.0f}s" for k, v in demo.seconds.items())
     body = f"""<h1>vpd demo: one-step depth and normals, trained on this CPU</h1>
 <p>Two tiny Stable-Diffusion-2-shaped one-step models (GenPercept's preset: the VAE encodes the room, one UNet call
-at t = 1 maps its latent, a DPT head on the UNet's decoder features reads the map; random init, no downloads) trained
-on procedurally rendered rooms: one for affine-invariant depth (GenPercept's MSE + scale-and-shift-invariant + gradient
+at t = 1 maps its latent, a DPT head on the UNet's decoder features reads the map; random UNet, no downloads; the VAE
+pretrained first as an autoencoder on other rooms, the stand-in for SD's pretrained VAE) trained on procedurally
+rendered rooms: one for affine-invariant depth (GenPercept's MSE + scale-and-shift-invariant + gradient
 loss on normalised depth), one for surface normals (angular loss). Evaluated on held-out rooms against the untrained
 models, and on the real Middlebury <i>Motorcycle</i> photo (depth from its stereo disparity).</p>
 <p>What this shows: whether the one-step pipeline learns, end to end, on this machine. It is not evidence about real

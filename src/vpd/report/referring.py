@@ -90,7 +90,8 @@ def write_referring_report(demo: DemoResult, trainer: Trainer, models: dict[str,
     table = "".join(f"<tr><th>{html.escape(r[0])}</th>{''.join(f'<td>{c}</td>' for c in r[1:])}</tr>" for r in rows)
     timings = ", ".join(f"{k} {v:.0f}s" for k, v in demo.seconds.items())
     body = f"""<h1>vpd demo: VPD referring segmentation, trained on this CPU</h1>
-<p>A tiny Stable-Diffusion-shaped VPD referring model (random init, no downloads) with a tiny random CLIP whose
+<p>A tiny Stable-Diffusion-shaped VPD referring model (random UNet, no downloads; the VAE pretrained first as an
+autoencoder on other rooms, the stand-in for SD's pretrained VAE) with a tiny random CLIP whose
 tokenizer has one token per word of the synthetic grammar, trained with the official weighted cross-entropy to segment
 the object a sentence names in procedurally rendered rooms ("the red chair", "the nearest lamp", "the sofa next to the
 table"; every sentence names exactly one object in view). Evaluated with the RefCOCO protocol on held-out rooms
