@@ -250,3 +250,31 @@ def test_lora_without_peft_is_one_line(tmp_path, monkeypatch):
     config = load_run_config(str(_recipe(tmp_path)), [*TINY, "model.lora_rank=4"])
     with pytest.raises(ImportError, match=r"^model.lora_rank needs peft: pip install 'vpd\[lora\]'"):
         get_task("onestep").build_model(config, ())
+
+
+def test_latent_loss_adds_the_mse_to_the_encoded_ground_truth(tmp_path):
+    """model.latent_loss: + w * MSE(predicted target latent, VAE mean of the normalised truth as 3 channels)."""
+    from vpd.configuration import ConfigError
+
+    task = get_task("onestep")
+    overrides = [*TINY, "model.preset=e2eft", f"train.output_dir={tmp_path}"]
+    config = load_run_config(str(_recipe(tmp_path)), [*overrides, "model.latent_loss=0.5"])
+    model = task.build_model(config, ())
+    batch = {"image": torch.rand(2, 3, 64, 64), "depth": torch.rand(2, 1, 64, 64) + 0.5}
+    torch.manual_seed(0)
+    plain, plain_logs = task.loss(model, batch)
+    torch.manual_seed(0)
+    total, logs = task.loss(model, batch, config)
+    assert set(logs) == set(plain_logs) | {"latent"} and logs["latent"] > 0
+    with torch.no_grad():
+        out = model(batch["image"])
+        target = normalize_depth(batch["depth"], batch["depth"] > 0).expand(-1, 3, -1, -1)
+        moments = model.vae.quant_conv(model.vae.encoder(target))
+        expected = ((out.latent - moments[:, :4] * model.config.latent_scale) ** 2).mean()
+    torch.testing.assert_close(torch.tensor(logs["latent"]), expected, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(total.detach(), plain.detach() + 0.5 * expected, rtol=1e-4, atol=1e-6)
+    total.backward()
+    assert model.unet.conv_in.weight.grad is not None
+    dpt = load_run_config(str(_recipe(tmp_path)), [*TINY, "model.preset=genpercept-dpt", "model.latent_loss=1"])
+    with pytest.raises(ConfigError, match="^model.latent_loss needs the VAE readout"):
+        task.build_model(dpt, ())

@@ -382,6 +382,16 @@ class OneStepModel(PretrainedModel):
             mean = mean + std * eps
         return mean * self.config.latent_scale
 
+    def encode_target(self, target: torch.Tensor) -> torch.Tensor:
+        """A ground-truth map ``[B, 1 or 3, h, w]`` in [-1, 1] -> its scaled latent (posterior mean; a scalar map
+        repeated to 3 channels), the target of the latent-space loss."""
+        if target.shape[1] == 1:
+            target = target.expand(-1, 3, -1, -1)
+        moments = self.vae.encoder(target.to(self.empty_text_embedding.dtype))
+        if self.vae.quant_conv is not None:
+            moments = self.vae.quant_conv(moments)
+        return moments.chunk(2, dim=1)[0] * self.config.latent_scale
+
     def unet_input(self, latent: torch.Tensor, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(UNet input, z_t)``: z_t is the target latent the UNet sees (zeros, noise, or the RGB latent)."""
         mode = self.config.unet_input

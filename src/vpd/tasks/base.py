@@ -78,8 +78,11 @@ class Task(ABC):
         """Paired augmentation for training samples."""
 
     @abstractmethod
-    def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        """Training loss of a batch (on the model's device) and scalars to log."""
+    def loss(
+        self, model: torch.nn.Module, batch: dict[str, Any], config: RunConfig | None = None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Training loss of a batch (on the model's device) and scalars to log; ``config``: the run (a task's loss
+        options live in its sections; None: the defaults)."""
 
     @abstractmethod
     def predict(self, model: torch.nn.Module, batch: dict[str, Any], config: EvalConfig) -> torch.Tensor:

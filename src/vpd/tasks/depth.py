@@ -218,7 +218,9 @@ class DepthTask(Task):
             return depth_train_transform(augment.crop_size, max_depth=max_depth, cutdepth_p=augment.cutdepth)
         return RandomCrop(augment.crop_size)
 
-    def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, model: torch.nn.Module, batch: dict[str, Any], config: RunConfig | None = None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         depth = model(batch["image"], batch["class_id"]).depth
         loss = silog_loss(depth.float(), batch["depth"].float())
         return loss, {"silog": float(loss.detach())}

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 #: The targets the one-step task trains, and the batch key of each one's ground truth.
 GROUND_TRUTH = {"depth": "depth", "disparity": "depth", "normals": "normals", "matting": "alpha", "dis": "mask"}
+LATENT_LOSS_NEEDS_VAE = "model.latent_loss needs the VAE readout (model.readout=vae): a DPT head predicts no latent"
 #: The presets that train one-step (Marigold trains as a multi-step diffusion model: fine-tune it as ``e2eft``).
 TRAINABLE_PRESETS = ("genpercept", "genpercept-dpt", "e2eft", "lotus-d")
 
@@ -54,6 +55,8 @@ class OneStepModelConfig(ModelConfig):
         lora_rank, lora_alpha: train LoRA adapters of this rank (scale ``alpha / rank``; alpha null: the rank) on
             the UNet's attention projections instead of the whole UNet (peft: ``pip install 'vpd[lora]'``); null: the
             whole UNet trains, as the projects do.
+        latent_loss: training: the weight of an added latent-space MSE between the predicted target latent and the
+            VAE encoding of the normalised ground truth (Marigold's objective; VAE readout only); 0: none.
     """
 
     pretrained: str | None = "stabilityai/stable-diffusion-2-1"
@@ -64,9 +67,11 @@ class OneStepModelConfig(ModelConfig):
     empty_text_embedding: str | None = None
     lora_rank: int | None = None
     lora_alpha: int | None = None
+    latent_loss: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_range("model.latent_loss", self.latent_loss, low=0)
         check_range("model.lora_rank", self.lora_rank, low=1, optional=True)
         check_range("model.lora_alpha", self.lora_alpha, low=0, low_open=True, optional=True)
         if self.preset not in TRAINABLE_PRESETS:
@@ -258,9 +263,15 @@ class OneStepTask(Task):
         return {}
 
     def build_model(self, config: RunConfig, class_names: tuple[str, ...]) -> OneStepModel:
+        spec = cast(OneStepModelConfig, config.model)
+        model = self._build(config, spec)
+        if spec.latent_loss and model.config.readout != "vae":
+            raise ConfigError(LATENT_LOSS_NEEDS_VAE)
+        return model
+
+    def _build(self, config: RunConfig, spec: OneStepModelConfig) -> OneStepModel:
         from vpd.modeling.onestep import OneStepModel, preset_config
 
-        spec = cast(OneStepModelConfig, config.model)
         overrides: dict[str, Any] = {}
         if spec.readout is not None:
             overrides["readout"] = spec.readout
@@ -310,28 +321,24 @@ class OneStepTask(Task):
             steps.append(HorizontalFlip(augment.flip))
         return Compose(steps) if steps else None
 
-    def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        from vpd.modeling.losses import affine_depth_loss, angular_loss, normalize_depth
-
-        target_kind = cast("OneStepModel", _unwrap(model)).config.target
+    def loss(
+        self, model: torch.nn.Module, batch: dict[str, Any], config: RunConfig | None = None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        one_step = cast("OneStepModel", _unwrap(model))
+        target_kind = one_step.config.target
         truth = _ground_truth(batch, target_kind)
-        raw = model(batch["image"]).raw
-        if raw.shape[-2:] != truth.shape[-2:]:  # the decoder gives 8x the latent: sizes not multiples of 8 differ
-            raw = F.interpolate(raw, size=truth.shape[-2:], mode="bilinear", align_corners=False)
-        if target_kind == "normals":
-            valid = truth.norm(dim=1, keepdim=True) > 0.5
-            loss = angular_loss(raw, truth, valid)
-            return loss, {"angular": float(loss.detach())}
-        pred = raw.mean(1, keepdim=True) if raw.shape[1] == 3 else raw
-        if target_kind in ("depth", "disparity"):
-            valid = truth > 0
-            values = torch.where(valid, 1 / truth.clamp_min(1e-6), truth) if target_kind == "disparity" else truth
-            return affine_depth_loss(pred, normalize_depth(values, valid), valid)
-        truth = truth.reshape(pred.shape)  # DIS masks come as [B, H, W] integers
-        valid = truth != 255 if target_kind == "dis" else torch.ones_like(truth, dtype=torch.bool)
-        target = torch.where(valid, truth.float(), torch.zeros_like(truth, dtype=torch.float)) * 2 - 1
-        loss = ((pred - target) ** 2 * valid).sum() / valid.sum().clamp_min(1)
-        return loss, {"mse": float(loss.detach())}
+        out = model(batch["image"])
+        loss, logs, target = _pixel_loss(out.raw, truth, target_kind)
+        weight = cast(OneStepModelConfig, config.model).latent_loss if config is not None else 0.0
+        if weight:
+            if out.latent is None:
+                raise ConfigError(LATENT_LOSS_NEEDS_VAE)
+            with torch.no_grad():
+                wanted = one_step.encode_target(target)
+            latent = F.mse_loss(out.latent.float(), wanted.float())
+            loss = loss + weight * latent
+            logs["latent"] = float(latent.detach())
+        return loss, logs
 
     def predict(self, model: torch.nn.Module, batch: dict[str, Any], config: EvalConfig) -> torch.Tensor:
         from vpd.inference.onestep import OneStepPredictor
@@ -406,6 +413,33 @@ class OneStepTask(Task):
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The model inside an accelerate / DDP wrapper."""
     return getattr(model, "module", model)
+
+
+def _pixel_loss(
+    raw: torch.Tensor, truth: torch.Tensor, target_kind: str
+) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
+    """The target's pixel loss on the decoded output ``raw``, its logs, and the map it compared with (in [-1, 1]:
+    normalised depth / disparity, normals, the alpha or mask mapped)."""
+    from vpd.modeling.losses import affine_depth_loss, angular_loss, normalize_depth
+
+    if raw.shape[-2:] != truth.shape[-2:]:  # the decoder gives 8x the latent: sizes not multiples of 8 differ
+        raw = F.interpolate(raw, size=truth.shape[-2:], mode="bilinear", align_corners=False)
+    if target_kind == "normals":
+        valid = truth.norm(dim=1, keepdim=True) > 0.5
+        loss = angular_loss(raw, truth, valid)
+        return loss, {"angular": float(loss.detach())}, truth
+    pred = raw.mean(1, keepdim=True) if raw.shape[1] == 3 else raw
+    if target_kind in ("depth", "disparity"):
+        valid = truth > 0
+        values = torch.where(valid, 1 / truth.clamp_min(1e-6), truth) if target_kind == "disparity" else truth
+        target = normalize_depth(values, valid)
+        loss, logs = affine_depth_loss(pred, target, valid)
+        return loss, logs, target
+    truth = truth.reshape(pred.shape)  # DIS masks come as [B, H, W] integers
+    valid = truth != 255 if target_kind == "dis" else torch.ones_like(truth, dtype=torch.bool)
+    target = torch.where(valid, truth.float(), torch.zeros_like(truth, dtype=torch.float)) * 2 - 1
+    loss = ((pred - target) ** 2 * valid).sum() / valid.sum().clamp_min(1)
+    return loss, {"mse": float(loss.detach())}, target
 
 
 def _ground_truth(batch: dict[str, Any], target: str) -> torch.Tensor:

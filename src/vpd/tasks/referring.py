@@ -183,7 +183,9 @@ class ReferringTask(Task):
         # "left" and "right" in the sentences.
         return None
 
-    def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, model: torch.nn.Module, batch: dict[str, Any], config: RunConfig | None = None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         from vpd.modeling.referring import referring_loss
 
         loss = referring_loss(model(batch["image"], expressions=_texts(batch)).logits, batch["mask"])

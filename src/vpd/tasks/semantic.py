@@ -213,7 +213,9 @@ class SemanticTask(Task):
         # Unaugmented: a plain random crop (images smaller than the crop keep all they have), padded to the crop.
         return Compose([RandomCropCatMax(augment.crop_size, cat_max_ratio=1.0), Pad(augment.crop_size)])
 
-    def loss(self, model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, model: torch.nn.Module, batch: dict[str, Any], config: RunConfig | None = None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         from vpd.modeling.semantic import segmentation_loss
 
         loss = segmentation_loss(model(batch["image"]).logits, batch["semantic"])

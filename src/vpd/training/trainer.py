@@ -176,7 +176,7 @@ class Trainer:
             for _ in range(train.grad_accum):
                 batch = to_device(next(data), acc.device)
                 with acc.accumulate(self.model):
-                    loss, _ = self.task.loss(self.model, batch)
+                    loss, _ = self.task.loss(self.model, batch, self.config)
                     acc.backward(loss)
                     if acc.sync_gradients and self.config.optim.grad_clip:
                         acc.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
