@@ -92,4 +92,8 @@ def test_predict_writes_each_format_and_refuses_marigold_options(tmp_path, capsy
     with pytest.raises(SystemExit) as done:
         main([*args, "--output", str(tmp_path / "bad"), "--resample", "cubic"])
     assert done.value.code == 2 and "--resample: expected IN or IN,OUT from nearest" in capsys.readouterr().err
-    assert torch.is_tensor(predictor(photo, output_type="pt", resample_method_input="area").prediction)
+    area = predictor(photo, processing_resolution=28, match_input_resolution=False, resample_method_input="area")
+    pixels = torch.from_numpy(photo).permute(2, 0, 1)[None].float()
+    shrunk = torch.nn.functional.interpolate(pixels, size=(20, 28), mode="area").round()[0].permute(1, 2, 0)
+    by_hand = predictor(shrunk.numpy().astype(np.uint8), processing_resolution=0, match_input_resolution=False)
+    np.testing.assert_allclose(area.prediction, by_hand.prediction, atol=1e-6)

@@ -251,6 +251,9 @@ def test_model_vae_refuses_another_architecture_and_bad_sources_in_one_line(tmp_
     AutoencoderKL.from_config(LDM_VAE).save_pretrained(tmp_path / "wide")
     with pytest.raises(ConfigError, match=r"^model.vae .*wide: encoder.conv_in.weight is \[32, 3, 3, 3\], the "):
         Trainer(tiny_run_config(tmp_path / "run", f"model.vae={tmp_path / 'wide'}"))
+    AutoencoderKL.from_config({**TINY_VAE_CONFIG, "scaling_factor": 0.13025}).save_pretrained(tmp_path / "xl")
+    with pytest.raises(ConfigError, match=r"^model\.vae .*xl: its latents are scaled by 0\.13025, the model's by "):
+        Trainer(tiny_run_config(tmp_path / "run", f"model.vae={tmp_path / 'xl'}"))
     with pytest.raises(FileNotFoundError, match="not a diffusers VAE folder"):
         load_vae(tmp_path)
     with pytest.raises(ValueError, match="not a single file"):

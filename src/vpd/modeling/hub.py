@@ -27,6 +27,8 @@ WEIGHTS_NAME = "model.safetensors"
 MODEL_TYPES: dict[str, type[PretrainedModel]] = {}
 
 M = TypeVar("M", bound="PretrainedModel")
+#: The parts of an ``AutoencoderKL`` a model may leave out (VPD and DPT one-step models never decode).
+DECODER_PARTS = ("decoder.", "post_quant_conv.")
 
 
 class PretrainedModel(nn.Module):
@@ -52,17 +54,32 @@ class PretrainedModel(nn.Module):
             raise NotImplementedError(f"{type(self).__name__} does not support gradient checkpointing")
         backbone.enable_gradient_checkpointing()
 
+    @property
+    def vae_scaling_factor(self) -> float:
+        """The factor the model scales its VAE latents by."""
+        factor: Any = self.get_submodule(self.vae_module).scaling_factor
+        return float(factor)
+
     def load_vae_weights(self, vae: nn.Module, source: str) -> None:
         """Takes the weights of ``vae`` (a diffusers ``AutoencoderKL`` of this model's VAE architecture) into the
         model's VAE, as diffusers' ``vae=`` swaps one (e.g. ``stabilityai/sd-vae-ft-mse`` for SD's own). Parts the
         model does not keep (VPD's decoder) are skipped.
 
         Raises:
-            ConfigError: ``vae`` lacks a tensor the model's VAE has, or has it in another shape (one line, naming
-                ``source``, the tensor and both shapes).
+            ConfigError: ``vae`` lacks a tensor the model's VAE has, has it in another shape, has encoder tensors the
+                model's lacks, or scales its latents by another factor (one line, naming ``source`` and the difference).
         """
         target = self.get_submodule(self.vae_module)
         offered = vae.state_dict()
+        scale = float(getattr(vae.config, "scaling_factor", self.vae_scaling_factor))
+        if abs(scale - self.vae_scaling_factor) > 1e-6:
+            raise ConfigError(
+                f"model.vae {source}: its latents are scaled by {scale}, the model's by {self.vae_scaling_factor}; "
+                "it is another VAE family"
+            )
+        extra = sorted(k for k in offered.keys() - target.state_dict().keys() if not k.startswith(DECODER_PARTS))
+        if extra:
+            raise ConfigError(f"model.vae {source}: has {extra[0]}, which the model's VAE lacks; another architecture")
         state = {}
         for name, tensor in target.state_dict().items():
             if name not in offered:

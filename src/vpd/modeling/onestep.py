@@ -304,6 +304,10 @@ class OneStepModel(PretrainedModel):
     model_type: ClassVar[str] = "onestep"
     config_class: ClassVar[type] = OneStepConfig
     vae_module: ClassVar[str] = "vae"
+
+    @property
+    def vae_scaling_factor(self) -> float:
+        return float(self.config.latent_scale)
     unet: Any  # diffusers.UNet2DConditionModel
     vae: Any  # diffusers.AutoencoderKL
     empty_text_embedding: torch.Tensor
@@ -387,7 +391,7 @@ class OneStepModel(PretrainedModel):
         repeated to 3 channels), the target of the latent-space loss."""
         if target.shape[1] == 1:
             target = target.expand(-1, 3, -1, -1)
-        moments = self.vae.encoder(target.to(self.empty_text_embedding.dtype))
+        moments = self.vae.encoder(target.to(next(self.vae.encoder.parameters()).dtype))
         if self.vae.quant_conv is not None:
             moments = self.vae.quant_conv(moments)
         return moments.chunk(2, dim=1)[0] * self.config.latent_scale
@@ -469,7 +473,7 @@ def add_lora(unet: nn.Module, rank: int, alpha: int | None, targets: Sequence[st
     try:
         from peft import LoraConfig
     except ImportError:
-        raise ImportError("model.lora_rank needs peft: pip install 'vpd[lora]' (or pip install peft)") from None
+        raise ImportError(f"LoRA adapters (lora_rank {rank}) need peft: pip install 'vpd[lora]'") from None
     config = LoraConfig(r=rank, lora_alpha=alpha or rank, init_lora_weights="gaussian", target_modules=list(targets))
     unet.add_adapter(config)  # type: ignore[operator]
 

@@ -328,14 +328,18 @@ class OneStepTask(Task):
         target_kind = one_step.config.target
         truth = _ground_truth(batch, target_kind)
         out = model(batch["image"])
-        loss, logs, target = _pixel_loss(out.raw, truth, target_kind)
+        loss, logs, target, valid = _pixel_loss(out.raw, truth, target_kind)
         weight = cast(OneStepModelConfig, config.model).latent_loss if config is not None else 0.0
         if weight:
             if out.latent is None:
                 raise ConfigError(LATENT_LOSS_NEEDS_VAE)
             with torch.no_grad():
                 wanted = one_step.encode_target(target)
-            latent = F.mse_loss(out.latent.float(), wanted.float())
+            # as Marigold: only latent cells whose pixels are all valid count
+            factor = target.shape[-1] // out.latent.shape[-1]
+            cells = ~F.max_pool2d((~valid).float(), factor).bool()
+            error = ((out.latent.float() - wanted.float()) ** 2).mean(1, keepdim=True)
+            latent = (error * cells).sum() / cells.sum().clamp_min(1)
             loss = loss + weight * latent
             logs["latent"] = float(latent.detach())
         return loss, logs
@@ -417,9 +421,9 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 def _pixel_loss(
     raw: torch.Tensor, truth: torch.Tensor, target_kind: str
-) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
-    """The target's pixel loss on the decoded output ``raw``, its logs, and the map it compared with (in [-1, 1]:
-    normalised depth / disparity, normals, the alpha or mask mapped)."""
+) -> tuple[torch.Tensor, dict[str, float], torch.Tensor, torch.Tensor]:
+    """The target's pixel loss on the decoded output ``raw``, its logs, the map it compared with (in [-1, 1]:
+    normalised depth / disparity, normals, the alpha or mask mapped) and the valid pixels ``[B, 1, H, W]``."""
     from vpd.modeling.losses import affine_depth_loss, angular_loss, normalize_depth
 
     if raw.shape[-2:] != truth.shape[-2:]:  # the decoder gives 8x the latent: sizes not multiples of 8 differ
@@ -427,19 +431,19 @@ def _pixel_loss(
     if target_kind == "normals":
         valid = truth.norm(dim=1, keepdim=True) > 0.5
         loss = angular_loss(raw, truth, valid)
-        return loss, {"angular": float(loss.detach())}, truth
+        return loss, {"angular": float(loss.detach())}, truth, valid
     pred = raw.mean(1, keepdim=True) if raw.shape[1] == 3 else raw
     if target_kind in ("depth", "disparity"):
         valid = truth > 0
         values = torch.where(valid, 1 / truth.clamp_min(1e-6), truth) if target_kind == "disparity" else truth
         target = normalize_depth(values, valid)
         loss, logs = affine_depth_loss(pred, target, valid)
-        return loss, logs, target
+        return loss, logs, target, valid
     truth = truth.reshape(pred.shape)  # DIS masks come as [B, H, W] integers
     valid = truth != 255 if target_kind == "dis" else torch.ones_like(truth, dtype=torch.bool)
     target = torch.where(valid, truth.float(), torch.zeros_like(truth, dtype=torch.float)) * 2 - 1
     loss = ((pred - target) ** 2 * valid).sum() / valid.sum().clamp_min(1)
-    return loss, {"mse": float(loss.detach())}, target
+    return loss, {"mse": float(loss.detach())}, target, valid
 
 
 def _ground_truth(batch: dict[str, Any], target: str) -> torch.Tensor:
