@@ -171,9 +171,10 @@ def test_training_options_run(tmp_path, train):
     consumed = []
     original = trainer.task.loss
 
-    def counting_loss(model, batch):
+    def counting_loss(model, batch, config=None):
+        assert config is trainer.config  # the trainer hands its run config to the task's loss
         consumed.append(batch["image"].shape[0])
-        return original(model, batch)
+        return original(model, batch, config)
 
     trainer.task.loss = counting_loss  # type: ignore[method-assign]
     result = trainer.fit()
