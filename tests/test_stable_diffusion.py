@@ -249,7 +249,8 @@ def test_model_vae_refuses_another_architecture_and_bad_sources_in_one_line(tmp_
     from vpd.training.trainer import Trainer
 
     AutoencoderKL.from_config(LDM_VAE).save_pretrained(tmp_path / "wide")
-    with pytest.raises(ConfigError, match=r"^model.vae .*wide: encoder.conv_in.weight is \[32, 3, 3, 3\], the "):
+    wrong = r"^model\.vae .*wide does not fit the model: .*encoder\.conv_in\.weight \(32, 3, 3, 3\) vs model \(16, "
+    with pytest.raises(ValueError, match=wrong):
         Trainer(tiny_run_config(tmp_path / "run", f"model.vae={tmp_path / 'wide'}"))
     AutoencoderKL.from_config({**TINY_VAE_CONFIG, "scaling_factor": 0.13025}).save_pretrained(tmp_path / "xl")
     with pytest.raises(ConfigError, match=r"^model\.vae .*xl: its latents are scaled by 0\.13025, the model's by "):

@@ -66,31 +66,19 @@ class PretrainedModel(nn.Module):
         model does not keep (VPD's decoder) are skipped.
 
         Raises:
-            ConfigError: ``vae`` lacks a tensor the model's VAE has, has it in another shape, has encoder tensors the
-                model's lacks, or scales its latents by another factor (one line, naming ``source`` and the difference).
+            ConfigError: ``vae`` scales its latents by another factor. ValueError: it does not fit the model's VAE
+                (missing, extra or mis-shaped tensors; :func:`load_state_dict_strict`'s one line).
         """
         target = self.get_submodule(self.vae_module)
-        offered = vae.state_dict()
         scale = float(getattr(vae.config, "scaling_factor", self.vae_scaling_factor))
         if abs(scale - self.vae_scaling_factor) > 1e-6:
             raise ConfigError(
                 f"model.vae {source}: its latents are scaled by {scale}, the model's by {self.vae_scaling_factor}; "
                 "it is another VAE family"
             )
-        extra = sorted(k for k in offered.keys() - target.state_dict().keys() if not k.startswith(DECODER_PARTS))
-        if extra:
-            raise ConfigError(f"model.vae {source}: has {extra[0]}, which the model's VAE lacks; another architecture")
-        state = {}
-        for name, tensor in target.state_dict().items():
-            if name not in offered:
-                raise ConfigError(f"model.vae {source}: its VAE has no {name}; it is not this model's VAE architecture")
-            if offered[name].shape != tensor.shape:
-                raise ConfigError(
-                    f"model.vae {source}: {name} is {list(offered[name].shape)}, the model's VAE has "
-                    f"{list(tensor.shape)}; it is not this model's VAE architecture"
-                )
-            state[name] = offered[name]
-        target.load_state_dict(state)
+        kept = target.state_dict().keys()
+        state = {k: v for k, v in vae.state_dict().items() if k in kept or not k.startswith(DECODER_PARTS)}
+        load_state_dict_strict(target, state, source=f"model.vae {source}")
 
     def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
         """Writes ``config.json`` and ``model.safetensors`` into ``directory`` (created), atomically.

@@ -304,14 +304,14 @@ class OneStepModel(PretrainedModel):
     model_type: ClassVar[str] = "onestep"
     config_class: ClassVar[type] = OneStepConfig
     vae_module: ClassVar[str] = "vae"
-
-    @property
-    def vae_scaling_factor(self) -> float:
-        return float(self.config.latent_scale)
     unet: Any  # diffusers.UNet2DConditionModel
     vae: Any  # diffusers.AutoencoderKL
     empty_text_embedding: torch.Tensor
     task_embedding: torch.Tensor | None
+
+    @property
+    def vae_scaling_factor(self) -> float:
+        return float(self.config.latent_scale)
 
     def __init__(
         self,
@@ -374,11 +374,7 @@ class OneStepModel(PretrainedModel):
 
     def encode(self, images: torch.Tensor, eps: torch.Tensor | None = None, generator: torch.Generator | None = None):
         """``[B, 3, h, w]`` in [0, 1] -> the scaled RGB latent (posterior mean, or a sample for ``"sample"``)."""
-        x = images * 2 - 1
-        moments = self.vae.encoder(x)
-        if self.vae.quant_conv is not None:
-            moments = self.vae.quant_conv(moments)
-        mean, logvar = moments.chunk(2, dim=1)
+        mean, logvar = self._posterior(images * 2 - 1)
         if self.config.latent_sampling == "sample":
             std = torch.exp(0.5 * logvar.clamp(-30.0, 20.0))
             if eps is None:
@@ -391,10 +387,15 @@ class OneStepModel(PretrainedModel):
         repeated to 3 channels), the target of the latent-space loss."""
         if target.shape[1] == 1:
             target = target.expand(-1, 3, -1, -1)
-        moments = self.vae.encoder(target.to(next(self.vae.encoder.parameters()).dtype))
+        return self._posterior(target.to(next(self.vae.encoder.parameters()).dtype))[0] * self.config.latent_scale
+
+    def _posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x`` in [-1, 1] -> the VAE posterior's (mean, log-variance)."""
+        moments = self.vae.encoder(x)
         if self.vae.quant_conv is not None:
             moments = self.vae.quant_conv(moments)
-        return moments.chunk(2, dim=1)[0] * self.config.latent_scale
+        mean, logvar = moments.chunk(2, dim=1)
+        return mean, logvar
 
     def unet_input(self, latent: torch.Tensor, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(UNet input, z_t)``: z_t is the target latent the UNet sees (zeros, noise, or the RGB latent)."""
