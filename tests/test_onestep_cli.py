@@ -50,7 +50,8 @@ def test_predict_writes_each_format_and_refuses_marigold_options(tmp_path, capsy
     photos.mkdir()
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)).save(photos / "a.jpg")
     out = tmp_path / "pred"
-    args = ["predict", str(photos), "--model", str(model), "--output", str(out), "--processing-resolution", "64"]
+    args = ["predict", str(photos), "--model", str(model), "--output", str(out), "--dtype", "fp32",
+            "--processing-resolution", "64"]  # fmt: skip
     assert main(args) == 0
     depth = np.load(out / "a_depth.npy")
     assert depth.shape == (40, 56) and depth.dtype == np.float32 and 0 <= depth.min() <= depth.max() <= 1

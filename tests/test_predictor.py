@@ -41,7 +41,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def predictor(model_dir: Path) -> DepthPredictor:
-    return DepthPredictor.from_pretrained(model_dir)
+    return DepthPredictor.from_pretrained(model_dir, dtype="fp32")
 
 
 def _image(height: int, width: int, seed: int = 0) -> np.ndarray:

@@ -53,7 +53,7 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
 
 @pytest.fixture(scope="module")
 def predictor(assets: SimpleNamespace) -> ReferringPredictor:
-    return ReferringPredictor.from_pretrained(assets.model_dir)
+    return ReferringPredictor.from_pretrained(assets.model_dir, dtype="fp32")
 
 
 def _check(prediction: ReferringPrediction, size: tuple[int, int], sentence: str) -> None:
@@ -147,7 +147,7 @@ def test_cli_expression_twice(
     Image.fromarray(image).save(tmp_path / "a.png")
     out = tmp_path / "out"
     argv = ["predict", str(tmp_path / "a.png"), "--model", str(assets.model_dir), "-o", str(out),
-            "--processing-resolution", str(RESOLUTION), "--batch-size", "2"]  # fmt: skip
+            "--processing-resolution", str(RESOLUTION), "--batch-size", "2", "--dtype", "fp32"]  # fmt: skip
     code, stdout, err = run_cli([*argv, "--expression", SENTENCES[0], "--expression", SENTENCES[1]], capsys)
     assert code == 0, err
     assert "1 image" in stdout
@@ -190,7 +190,7 @@ def test_cli_expressions_file(
     jsonl.write_text("\n".join(json.dumps(line) for line in lines) + "\n\n")
     out = tmp_path / "out"
     argv = ["predict", "--expressions", str(jsonl), "--model", str(assets.model_dir), "-o", str(out),
-            "--processing-resolution", str(RESOLUTION), "--formats", "mask"]  # fmt: skip
+            "--processing-resolution", str(RESOLUTION), "--formats", "mask", "--dtype", "fp32"]  # fmt: skip
     code, stdout, err = run_cli(argv, capsys)
     assert code == 0, err
     assert "2 images" in stdout

@@ -152,7 +152,7 @@ def test_semantic_predictor_matches_the_evaluation_path(tmp_path):
     from vpd.tasks.semantic import SemanticEvalConfig, predict_segmentation
 
     model = build_vpd_semantic(tiny_vpd_semantic_config(("wall", "floor", "chair", "table")), seed=3).eval()
-    predictor = SemanticPredictor.from_pretrained(model.save_pretrained(tmp_path / "m"))
+    predictor = SemanticPredictor.from_pretrained(model.save_pretrained(tmp_path / "m"), dtype="fp32")
     image = np.random.default_rng(0).integers(0, 256, (40, 72, 3), dtype=np.uint8)
     settings = {"img_scale": (96, 48), "crop": (48, 48), "stride": (32, 32)}
     out = predictor(image, **settings, return_probabilities=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vpd.commands.train import add_config_arguments
+from vpd.runtime import DTYPE_CHOICES
 
 if TYPE_CHECKING:
     from vpd.training.config import RunConfig
@@ -41,6 +42,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also write each prediction (depth: 16-bit PNG in vpd predict's units; labels: 8-bit PNG)",
     )
+    parser.add_argument(
+        "--dtype",
+        choices=DTYPE_CHOICES,
+        default="fp32",
+        help="compute precision (default fp32, as the published numbers were measured; auto: bf16 on CUDA and on "
+        "CPUs with bf16 matrix units, else fp32)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -71,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
     from vpd.data.io import write_json_atomic
     from vpd.data.registry import build_dataset
+    from vpd.runtime import announce_precision, resolve_dtype
     from vpd.tasks import get_task
     from vpd.training.config import load_run_config
 
@@ -88,7 +97,10 @@ def run(args: argparse.Namespace) -> int:
         where = "data.val" if split is None else f"data.val (--split {split})"
         datasets.append((split, val_args, build_dataset(config.data.val.kind, val_args, where=where)))
     accelerator = Accelerator()
-    model = load_any_model(source, config).to(accelerator.device).eval()
+    dtype, reason = resolve_dtype(args.dtype, accelerator.device)
+    if accelerator.is_main_process:
+        announce_precision(dtype, reason, accelerator.device)
+    model = load_any_model(source, config).to(accelerator.device, dtype).eval()
     output = Path(args.output or Path(config.train.output_dir) / "eval")
 
     by_split = {}
@@ -121,6 +133,7 @@ def _evaluate_into(
 
     from vpd.configuration import to_dict
     from vpd.data.io import write_csv_atomic, write_json_atomic
+    from vpd.runtime import dtype_name
     from vpd.training.evaluate import evaluate
 
     assert config.data.val is not None
@@ -149,6 +162,7 @@ def _evaluate_into(
             "task": task.name,
             "dataset": {"kind": config.data.val.kind, **val_args},
             "protocol": to_dict(config.eval),
+            "dtype": dtype_name(next(model.parameters()).dtype),
             "samples": len(result.rows),
             "seconds": round(time.perf_counter() - start, 1),
             "metrics": result.metrics,

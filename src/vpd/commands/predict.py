@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 from vpd.commands.train import positive_number
 from vpd.limits import MAX_MODEL_PIXELS, MAX_PROCESSING_RESOLUTION, MAX_WINDOWS
+from vpd.runtime import DTYPE_CHOICES
 
 COLORMAP_NAMES = ("spectral", "turbo", "gray")  # vpd.inference.visualize.COLORMAPS, without importing numpy here
 
@@ -187,7 +188,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--device", default="auto", metavar="DEVICE", help="cpu, cuda, cuda:1, mps, ...; default: cuda when available"
     )
-    parser.add_argument("--bf16", action="store_true", help="run the model in bfloat16 (faster, ~1e-2 relative error)")
+    parser.add_argument(
+        "--dtype",
+        choices=DTYPE_CHOICES,
+        default="auto",
+        help="compute precision; auto (default): bf16 on CUDA and on CPUs with bf16 matrix units (AMX, "
+        "AVX512-BF16), else fp32 (the choice is printed); fp16 needs a GPU or a CPU with fp16 units",
+    )
     parser.add_argument(
         "--formats",
         metavar="LIST",
@@ -361,7 +368,7 @@ def run(args: argparse.Namespace) -> int:
     from vpd.errors import first_line, is_out_of_memory
     from vpd.inference.base import fitting_resolution
     from vpd.inference.outputs import foreign_options, writer_for
-    from vpd.runtime import resolve_device
+    from vpd.runtime import resolve_device, resolve_dtype
 
     start = time.perf_counter()
     writer_class = writer_for(args.model)  # the task, from config.json: fails before anything is read
@@ -393,11 +400,8 @@ def run(args: argparse.Namespace) -> int:
                              f"or lines for it in --expressions")  # fmt: skip
     device = resolve_device(args.device)
     _check_writable(args.output)
-
-    import torch
-
-    dtype = torch.bfloat16 if args.bf16 else None
-    predictor = writer_class.predictor_class().from_pretrained(args.model, device=device, dtype=dtype)
+    resolve_dtype(args.dtype, device)  # an unusable precision stops the run before the model loads
+    predictor = writer_class.predictor_class().from_pretrained(args.model, device=device, dtype=args.dtype)
     writer = writer_class(predictor, args)
     options = writer.options(formats)
     resolution_asked = args.processing_resolution

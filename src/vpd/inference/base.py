@@ -82,7 +82,7 @@ class ImagePredictor:
         source: str | os.PathLike[str],
         *,
         device: str | torch.device = "cpu",
-        dtype: torch.dtype | None = None,
+        dtype: str | torch.dtype | None = "auto",
         **kwargs: Any,
     ) -> Any:
         """Loads a model saved by ``save_pretrained`` (a folder or a hub repo id) and wraps it.
@@ -90,14 +90,22 @@ class ImagePredictor:
         Args:
             source: folder holding ``config.json`` + ``model.safetensors``, or a hub id ``"org/name"``.
             device: where the weights are loaded.
-            dtype: cast the weights.
+            dtype: the compute precision: ``"auto"`` (bf16 on CUDA and on CPUs with bf16 matrix units, else fp32;
+                see :func:`vpd.runtime.resolve_dtype`; the choice is printed once), ``"fp32"``, ``"bf16"``,
+                ``"fp16"`` or a torch dtype; None keeps the saved dtype. The weights are read straight into it.
             kwargs: passed to the model's ``from_pretrained`` (``revision``, ``local_files_only``).
 
         Raises:
             FileNotFoundError: no checkpoint at ``source``.
-            ValueError: the checkpoint is not this task's model, or does not fit its config.
+            ValueError: the checkpoint is not this task's model, or does not fit its config; an unknown dtype.
         """
-        return cls(cls.model_class().from_pretrained(source, device=device, dtype=dtype, **kwargs))
+        from vpd.runtime import announce_precision, resolve_dtype
+
+        torch_dtype = None
+        if dtype is not None:
+            torch_dtype, reason = resolve_dtype(dtype, device)
+            announce_precision(torch_dtype, reason, device)
+        return cls(cls.model_class().from_pretrained(source, device=device, dtype=torch_dtype, **kwargs))
 
     @property
     def device(self) -> torch.device:

@@ -11,10 +11,12 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -155,10 +157,13 @@ class PretrainedModel(nn.Module):
             raise ValueError(f"{config_path}: {err}") from None
         with torch.device("meta"):
             model = model_cls(config)
-        state = read_safetensors(weights_path, device=device)
+            if dtype is not None:
+                model.to(dtype)  # on meta: free; tells each tensor's compute dtype (float32 output layers stay)
+        dtypes = {k: v.dtype for k, v in model.state_dict().items()} if dtype is not None else None
+        state = read_safetensors(weights_path, device=device, dtype=dtypes)
         load_state_dict_strict(model, state, source=str(weights_path), assign=True)
         if dtype is not None:
-            model.to(dtype)
+            model.to(dtype)  # what the file does not hold (non-persistent buffers); the weights already are
         model.pretrained_source = str(source)  # where companions saved beside the weights are found
         return model.eval()
 
@@ -180,10 +185,26 @@ def read_config_json(path: str | os.PathLike[str]) -> dict[str, Any]:
     return raw
 
 
-def read_safetensors(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """All tensors of a ``.safetensors`` file; ValueError naming the file when it is truncated or corrupt."""
+def read_safetensors(
+    path: str | os.PathLike[str],
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | Mapping[str, torch.dtype] | None = None,
+) -> dict[str, torch.Tensor]:
+    """All tensors of a ``.safetensors`` file; ValueError naming the file when it is truncated or corrupt.
+
+    With ``dtype`` (one dtype, or one per tensor name), floating-point tensors are cast one at a time as they are
+    read, so a bf16 model never holds a second, fp32 copy of its weights.
+    """
     try:
-        return dict(load_file(str(path), device=str(device)))
+        if dtype is None:
+            return dict(load_file(str(path), device=str(device)))
+        state = {}
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            for key in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                tensor = f.get_tensor(key)
+                wanted = dtype.get(key) if isinstance(dtype, Mapping) else dtype
+                state[key] = tensor.to(wanted) if wanted is not None and tensor.is_floating_point() else tensor
+        return state
     except Exception as err:  # SafetensorError (truncated header/data), OSError, ... : one line, not a traceback
         reason = first_line(err)
         raise ValueError(f"{path}: incomplete or corrupt safetensors file ({reason}); fetch or save it again") from None

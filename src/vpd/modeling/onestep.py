@@ -324,6 +324,7 @@ class OneStepModel(PretrainedModel):
         super().__init__()
         from diffusers import AutoencoderKL, UNet2DConditionModel
 
+        from vpd.modeling.float32 import keep_float32
         from vpd.modeling.heads.dpt import DPTHead
 
         self.config = config
@@ -340,6 +341,8 @@ class OneStepModel(PretrainedModel):
             up_channels = list(reversed(config.unet["block_out_channels"]))
             out = config.out_channels
             self.dpt_head = dpt_head if dpt_head is not None else DPTHead(up_channels, config.dpt_features, out)
+        else:
+            keep_float32(self.vae.decoder.conv_out)  # the decoded map in float32 in a bf16 model
         dim = int(config.unet["cross_attention_dim"])
         if empty_text_embedding is None:
             empty_text_embedding = torch.zeros(1, config.text_tokens, dim)

@@ -36,6 +36,7 @@ from torch import nn
 from vpd.configuration import check_range
 from vpd.modeling.backbone import BackboneConfig, VPDBackbone
 from vpd.modeling.builder import build_vpd_model
+from vpd.modeling.float32 import Float32Conv2d
 from vpd.modeling.hub import PretrainedModel
 from vpd.modeling.outputs import ReferringOutput
 from vpd.modeling.stable_diffusion import TINY_UNET_CONFIG, TINY_VAE_CONFIG, load_clip_text_encoder
@@ -123,7 +124,7 @@ class ReferringDecoder(nn.Module):
                 _FuseBlock(hidden_channels + c8, hidden_channels),
             ]
         )
-        self.classifier = nn.Conv2d(hidden_channels, num_classes, 1)
+        self.classifier = Float32Conv2d(hidden_channels, num_classes, 1)  # float32 logits in a bf16 model
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         """``features`` at strides 8, 16, 32, 64 -> logits ``[B, num_classes, h8, w8]`` at stride 8."""
@@ -207,12 +208,16 @@ class VPDReferring(PretrainedModel):
 
     def encode_expressions(self, expressions: Sequence[str], device: torch.device | str | None = None) -> torch.Tensor:
         """``[B, context_length, text_dim]`` CLIP ``last_hidden_state`` of the sentences (cached per sentence),
-        on ``device`` (default: the model's) in the model's dtype."""
+        on ``device`` (default: the model's) in the model's dtype. The frozen CLIP follows the model: it runs on
+        that device and is stored in the model's dtype (a bf16 model encodes with a bf16 CLIP)."""
         parameter = next(self.head.parameters())
         encoder = self.expression_encoder
         on = parameter.device if device is None else torch.device(device)
-        if next(encoder.text_encoder.parameters()).device != on and on.type != "meta":
-            encoder.text_encoder.to(on)
+        current = next(encoder.text_encoder.parameters())
+        if (current.device != on or current.dtype != parameter.dtype) and on.type != "meta":
+            if current.dtype != parameter.dtype:
+                encoder.clear_cache()  # the cached encodings were made in the other precision
+            encoder.text_encoder.to(on, parameter.dtype)
         return encoder(list(expressions), device=on).to(parameter.dtype)
 
     def _save_extras(self, directory: Path) -> None:

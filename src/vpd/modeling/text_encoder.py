@@ -106,6 +106,10 @@ class ExpressionEncoder:
     def hidden_size(self) -> int:
         return int(self.text_encoder.config.hidden_size)
 
+    def clear_cache(self) -> None:
+        """Forgets the cached encodings."""
+        self._cache.clear()
+
     @torch.no_grad()  # not inference_mode: the encodings feed a trained model's autograd graph
     def __call__(self, sentences: Sequence[str], device: torch.device | str | None = None) -> torch.Tensor:
         """``[len(sentences), length, hidden]`` float32 on ``device`` (default: the encoder's)."""

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vpd.data.nyuv2 import NYU_MAX_DEPTH
+from vpd.modeling.float32 import Float32Conv2d
 
 
 class VPDDepthHead(nn.Module):
@@ -63,7 +64,9 @@ class VPDDepthHead(nn.Module):
             nn.Conv2d(width, head_channels, 3, padding=1), nn.BatchNorm2d(head_channels), nn.ReLU()
         )
         self.predict = nn.Sequential(
-            nn.Conv2d(head_channels, head_channels, 3, padding=1), nn.ReLU(), nn.Conv2d(head_channels, 1, 3, padding=1)
+            nn.Conv2d(head_channels, head_channels, 3, padding=1),
+            nn.ReLU(),
+            Float32Conv2d(head_channels, 1, 3, padding=1),
         )
         self.reset_parameters()
 
@@ -100,5 +103,5 @@ class VPDDepthHead(nn.Module):
         x = self.conv(self.deconv(x))
         x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-        depth = torch.sigmoid(self.predict(x)) * self.max_depth
+        depth = torch.sigmoid(self.predict(x)) * self.max_depth  # float32 (Float32Conv2d) whatever the model's dtype
         return depth[..., :height, :width]

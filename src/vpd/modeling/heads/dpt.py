@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vpd.modeling.float32 import Float32Conv2d
+
 
 class _PreActResidual(nn.Module):
     """``x + conv(relu(conv(relu(x))))`` with bias-free 3x3 convolutions (DPT's pre-activation residual unit)."""
@@ -92,7 +94,7 @@ class _DepthHead(nn.Module):
             nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True),
             nn.Conv2d(features // 2, 32, 3, padding=1),
             nn.ReLU(),
-            nn.Conv2d(32, out_channels, 1),  # no final activation (unlike transformers' DPT depth head)
+            Float32Conv2d(32, out_channels, 1),  # float32 output, no activation (unlike transformers' DPT)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,115 @@
+"""Precision that picks itself (``dtype="auto"``), lean loading into the compute dtype, and how far bf16 strays.
+
+``resolve_dtype`` reads the CPU's flags; the tests hand it flag sets of the CPUs that matter (AMX, AVX512-BF16,
+AVX2 only) so they hold on whatever machine runs them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from reference import images_01, load_io, official_state_dict
+from vpd.convert.vpd_depth import convert_vpd_depth
+from vpd.inference import DepthPredictor
+from vpd.modeling.depth import VPDDepth, tiny_vpd_depth_config
+from vpd.modeling.hub import read_safetensors
+from vpd.runtime import cpu_bf16_units, resolve_dtype
+
+AMX = frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
+ZEN4 = frozenset({"avx2", "avx512f", "avx512_bf16"})
+AVX2 = frozenset({"avx2", "fma"})
+
+
+def test_auto_picks_bf16_only_where_the_cpu_has_bf16_units() -> None:
+    assert cpu_bf16_units(AMX) == "AMX" and cpu_bf16_units(ZEN4) == "AVX512-BF16" and cpu_bf16_units(AVX2) is None
+    assert resolve_dtype("auto", "cpu", flags=AMX) == (torch.bfloat16, "auto: this CPU has AMX")
+    assert resolve_dtype("auto", "cpu", flags=ZEN4)[0] == torch.bfloat16
+    dtype, reason = resolve_dtype("auto", "cpu", flags=AVX2)
+    assert dtype == torch.float32 and "no bf16 matrix units" in reason
+    assert resolve_dtype(None, "cpu", flags=AVX2)[0] == torch.float32  # None means auto
+
+
+def test_asked_precisions() -> None:
+    assert resolve_dtype("fp32", "cpu", flags=AMX)[0] == torch.float32
+    assert resolve_dtype(torch.bfloat16, "cpu", flags=AMX) == (torch.bfloat16, "as asked")
+    dtype, reason = resolve_dtype("BF16", "cpu", flags=AVX2)  # asked for: given, with a warning in the reason
+    assert dtype == torch.bfloat16 and "far slower" in reason
+    with pytest.raises(ValueError, match="this CPU has no fp16 units"):
+        resolve_dtype("fp16", "cpu", flags=AMX)
+    assert resolve_dtype("fp16", "cpu", flags=AMX | {"amx_fp16"})[0] == torch.float16
+    with pytest.raises(ValueError, match=r"dtype 'fp64': expected one of auto, fp32, bf16, fp16"):
+        resolve_dtype("fp64", "cpu")
+    with pytest.raises(ValueError, match="expected one of"):
+        resolve_dtype(torch.float64, "cpu")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    return VPDDepth(tiny_vpd_depth_config()).save_pretrained(tmp_path_factory.mktemp("precision") / "tiny")
+
+
+def test_predictor_auto_is_announced_once(model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    expected, _ = resolve_dtype("auto", "cpu")
+    first = DepthPredictor.from_pretrained(model_dir)  # the default: auto
+    assert first.dtype == expected
+    err = capsys.readouterr().err
+    assert err.count("vpd: running in") == 1 and "auto: this CPU" in err
+    DepthPredictor.from_pretrained(model_dir)
+    assert "vpd: running in" not in capsys.readouterr().err  # once per process
+    assert DepthPredictor.from_pretrained(model_dir, dtype=None).dtype == torch.float32  # None: as saved
+
+
+def test_weights_are_read_straight_into_the_compute_dtype(model_dir: Path) -> None:
+    full = read_safetensors(model_dir / "model.safetensors")
+    lean = read_safetensors(model_dir / "model.safetensors", dtype=torch.bfloat16)
+    assert full.keys() == lean.keys()
+    for key, tensor in full.items():
+        assert lean[key].dtype == (torch.bfloat16 if tensor.is_floating_point() else tensor.dtype), key
+        torch.testing.assert_close(lean[key], tensor.to(lean[key].dtype), rtol=0, atol=0)
+    model = VPDDepth.from_pretrained(model_dir, dtype=torch.bfloat16)
+    dtypes = {k: v.dtype for k, v in model.state_dict().items() if v.is_floating_point()}
+    assert {k for k, v in dtypes.items() if v != torch.bfloat16} == {"head.predict.2.weight", "head.predict.2.bias"}
+    assert model.head.predict[2].weight.dtype == torch.float32  # the output layer, read as float32 from the file
+    torch.testing.assert_close(model.head.predict[2].weight, full["head.predict.2.weight"], rtol=0, atol=0)
+
+
+def test_bf16_stays_near_the_official_fp32_depth() -> None:
+    """The bf16 model (weights and activations) on the tiny parity fixture, against the official fp32 output:
+    0.018 m at most, 0.002 m on average on an AVX512-BF16 CPU (the fp32 port: 3e-6; 0.040 / 0.009 m before the
+    head's sigmoid ran in fp32); bounded at 0.05 / 0.01 m."""
+    model = convert_vpd_depth({"model": official_state_dict("vpd_depth_tiny")}).to(torch.bfloat16).eval()
+    inputs, expected = load_io("vpd_depth_tiny", 352)
+    with torch.inference_mode():
+        features = model.backbone(images_01(inputs["images"]), class_ids=torch.from_numpy(inputs["class_ids"]))
+        depth = model.head(features.features, features.image_size).float().numpy()
+    error = np.abs(depth - expected["pred_d"])
+    assert error.max() < 0.05 and error.mean() < 0.01, (error.max(), error.mean())
+
+
+def test_float32_output_layers_survive_a_bf16_cast() -> None:
+    """The last convolution of each map-producing model stays float32 (same parameter names), so a bf16 model's
+    maps are smooth: a one-step model's decoded map takes thousands of values, not bf16's 256 per octave."""
+    from vpd.modeling.float32 import Float32Conv2d, keep_float32
+    from vpd.modeling.onestep import OneStepModel, preset_config
+    from vpd.tasks.onestep import _tiny_components
+
+    torch.manual_seed(0)
+    model = OneStepModel(preset_config("genpercept", "depth", *_tiny_components("genpercept")))
+    names = set(model.state_dict())
+    model.to(torch.bfloat16)
+    assert set(model.state_dict()) == names
+    conv = model.vae.decoder.conv_out
+    assert isinstance(conv, Float32Conv2d) and conv.weight.dtype == torch.float32
+    assert model.vae.decoder.conv_in.weight.dtype == torch.bfloat16
+    with torch.inference_mode():
+        prediction = model(torch.rand(1, 3, 64, 64, dtype=torch.bfloat16)).prediction
+    assert prediction.dtype == torch.float32 and len(torch.unique(prediction)) > 1000
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # mixed-precision training: still float32 out
+        assert conv(torch.rand(1, conv.in_channels, 4, 4)).dtype == torch.float32
+    with pytest.raises(TypeError, match="expected a plain nn.Conv2d, got Linear"):
+        keep_float32(torch.nn.Linear(2, 2))  # type: ignore[arg-type]
