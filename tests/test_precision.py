@@ -111,5 +111,52 @@ def test_float32_output_layers_survive_a_bf16_cast() -> None:
     assert prediction.dtype == torch.float32 and len(torch.unique(prediction)) > 1000
     with torch.autocast("cpu", dtype=torch.bfloat16):  # mixed-precision training: still float32 out
         assert conv(torch.rand(1, conv.in_channels, 4, 4)).dtype == torch.float32
-    with pytest.raises(TypeError, match="expected a plain nn.Conv2d, got Linear"):
+    with pytest.raises(TypeError, match=r"expected a plain nn\.Conv2d, got Linear"):
         keep_float32(torch.nn.Linear(2, 2))  # type: ignore[arg-type]
+
+
+def test_training_autocast_auto(monkeypatch: pytest.MonkeyPatch) -> None:
+    import vpd.runtime
+    from vpd.training.config import load_run_config
+    from vpd.training.trainer import autocast_for
+
+    assert autocast_for("no") == "no" and autocast_for("bf16") == "bf16"
+    monkeypatch.setattr(vpd.runtime, "cpu_flags", lambda: ZEN4)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert autocast_for("auto") == "bf16"
+    monkeypatch.setattr(vpd.runtime, "cpu_flags", lambda: AVX2)
+    assert autocast_for("auto") == "no"
+    # a bare `no` is a bool to YAML 1.1; the option still reads it as the word
+    assert load_run_config("demo_synthetic_depth", ["train.mixed_precision=no"]).train.mixed_precision == "no"
+    assert load_run_config("onestep_genpercept_depth", []).train.mixed_precision == "auto"
+
+
+def test_freezing_probe_tells_the_truth() -> None:
+    """The probe's verdict is what freezing really does to the BatchNorm-after-ConvTranspose2d pair on this torch
+    (on torch 2.13 it is wrong, and the probe must say so)."""
+    from torch._inductor import config as inductor_config
+
+    from vpd.inference.compiled import FREEZING_PROBE_TOLERANCE, _probe_model, freezing_is_exact
+
+    model = _probe_model()
+    x = torch.randn(2, 32, 5, 7)
+    with torch.no_grad(), inductor_config.patch(freezing=True):
+        error = (torch.compile(model)(x) - model(x)).abs().max().item()
+    assert freezing_is_exact() == (error <= FREEZING_PROBE_TOLERANCE), error
+    if torch.__version__.startswith("2.13."):
+        assert not freezing_is_exact()
+
+
+def test_compiled_predictor_matches_eager(model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    eager = DepthPredictor.from_pretrained(model_dir, dtype="fp32")
+    compiled = DepthPredictor.from_pretrained(model_dir, dtype="fp32", compile=True)
+    image = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    expected = eager(image, flip=True).depth
+    np.testing.assert_allclose(compiled(image, flip=True).depth, expected, rtol=0, atol=1e-4)
+    err = capsys.readouterr().err
+    assert "vpd: compiled for 1x3x40x56 in" in err
+    from vpd.inference.compiled import freezing_is_exact
+
+    assert ("compiling without weight freezing" in err) == (not freezing_is_exact())
+    np.testing.assert_allclose(compiled(image, flip=True).depth, expected, rtol=0, atol=1e-4)
+    assert "vpd: compiled" not in capsys.readouterr().err  # the same size: no second compile

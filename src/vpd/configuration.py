@@ -84,6 +84,10 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
                 errors.append(str(err))
         raise ConfigError(errors[0] if errors else f"{where}: cannot be {value!r}")
     if origin is typing.Literal:
+        if isinstance(value, bool):  # YAML 1.1 reads a bare no / off / yes / on as a bool
+            spelled = [w for w in (("no", "off", "false") if not value else ("yes", "on", "true"))
+                       if w in get_args(annotation)]  # fmt: skip
+            value = spelled[0] if spelled else value
         if value not in get_args(annotation):
             raise ConfigError(f"{where}: expected one of {list(get_args(annotation))}, got {value!r}")
         return value

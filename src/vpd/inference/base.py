@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import sys
+import time
 from collections.abc import Sequence
 from typing import Any, ClassVar, Union
 
@@ -20,6 +22,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from vpd.data.io import SIXTEEN_BIT_GRAY_MODES, read_image, sixteen_to_eight
+from vpd.inference.compiled import cache_dir
 from vpd.limits import MAX_MODEL_PIXELS, MAX_PROCESSING_RESOLUTION
 
 __all__ = ["ImageInput", "ImagePredictor", "fitting_resolution", "processed_size"]
@@ -46,6 +49,7 @@ class ImagePredictor:
             runs.
         device: move the model there first (e.g. ``"cuda"``); default: leave it where it is.
         dtype: cast the model's weights first (e.g. ``torch.bfloat16``); default: leave them. Outputs are float32.
+        compile: run the model through ``torch.compile`` (see :meth:`from_pretrained`).
     """
 
     #: how the output is resized back from the processing resolution (depth: antialiased when shrinking)
@@ -61,7 +65,13 @@ class ImagePredictor:
         """The model class this predictor runs (imported on first use)."""
         raise NotImplementedError
 
-    def __init__(self, model: Any, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        compile: bool = False,
+    ) -> None:
         name = type(self).__name__
         expected = self.model_class().__name__
         if not isinstance(model, torch.nn.Module):
@@ -75,6 +85,12 @@ class ImagePredictor:
         if device is not None or dtype is not None:
             model = model.to(device=device, dtype=dtype)
         self.model = model.eval()
+        self.compiled_sizes: set[tuple[int, ...]] | None = None  # input shapes compiled so far (None: eager)
+        if compile:
+            from vpd.inference.compiled import compile_model
+
+            self.model = compile_model(self.model)
+            self.compiled_sizes = set()
 
     @classmethod
     def from_pretrained(
@@ -83,6 +99,7 @@ class ImagePredictor:
         *,
         device: str | torch.device = "cpu",
         dtype: str | torch.dtype | None = "auto",
+        compile: bool = False,
         **kwargs: Any,
     ) -> Any:
         """Loads a model saved by ``save_pretrained`` (a folder or a hub repo id) and wraps it.
@@ -93,6 +110,8 @@ class ImagePredictor:
             dtype: the compute precision: ``"auto"`` (bf16 on CUDA and on CPUs with bf16 matrix units, else fp32;
                 see :func:`vpd.runtime.resolve_dtype`; the choice is printed once), ``"fp32"``, ``"bf16"``,
                 ``"fp16"`` or a torch dtype; None keeps the saved dtype. The weights are read straight into it.
+            compile: run the model through ``torch.compile`` (:mod:`vpd.inference.compiled`): minutes on the first
+                call at each input size (printed), then faster; the kernels are cached on disk.
             kwargs: passed to the model's ``from_pretrained`` (``revision``, ``local_files_only``).
 
         Raises:
@@ -105,7 +124,8 @@ class ImagePredictor:
         if dtype is not None:
             torch_dtype, reason = resolve_dtype(dtype, device)
             announce_precision(torch_dtype, reason, device)
-        return cls(cls.model_class().from_pretrained(source, device=device, dtype=torch_dtype, **kwargs))
+        model = cls.model_class().from_pretrained(source, device=device, dtype=torch_dtype, **kwargs)
+        return cls(model, compile=compile)
 
     @property
     def device(self) -> torch.device:
@@ -289,7 +309,13 @@ class ImagePredictor:
                 for start in range(0, len(indices), batch_size):
                     chunk = indices[start : start + batch_size]
                     batch = torch.stack([processed[i] for i in chunk]).to(device=device, dtype=dtype)
+                    tic = time.perf_counter()
                     out = self._predict_batch(batch, batch_size=batch_size, **options).float()
+                    if self.compiled_sizes is not None and tuple(batch.shape) not in self.compiled_sizes:
+                        self.compiled_sizes.add(tuple(batch.shape))
+                        seconds = time.perf_counter() - tic
+                        print(f"vpd: compiled for {'x'.join(map(str, batch.shape))} in {seconds:.1f} s (the first "
+                              f"call at a size; kernels cached in {cache_dir()})", file=sys.stderr)  # fmt: skip
                     for k, i in enumerate(chunk):
                         outputs[i] = self._restore(out[k : k + 1], sizes[i], **options)[0]
         assert all(o is not None for o in outputs)

@@ -169,7 +169,7 @@ class TrainConfig:
     max_steps: int | None = None
     batch_size: int = 8
     grad_accum: int = 1
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "no"
     gradient_checkpointing: bool = False
     seed: int = 0
     log_every: int = 20

@@ -34,6 +34,20 @@ CHECKPOINTS = "checkpoints"
 STATE_NAME = "trainer_state.json"
 # Sections that must not change when a run resumes: they define what is being trained and on what stream.
 _RESUME_FIXED = ("model", "data", "optim")
+def autocast_for(mixed_precision: str) -> str:
+    """accelerate's ``mixed_precision`` for ``train.mixed_precision``: ``auto`` is bf16 autocast (fp32 master
+    weights) where the hardware has bf16 units (CUDA, or a CPU with AMX / AVX512-BF16; see
+    :func:`vpd.runtime.resolve_dtype`), else none; the choice is printed once."""
+    if mixed_precision != "auto":
+        return mixed_precision
+    from vpd.runtime import announce_precision, resolve_dtype
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dtype, reason = resolve_dtype("auto", device)
+    announce_precision(dtype, f"{reason}; bf16 autocast, fp32 weights" if dtype == torch.bfloat16 else reason, device)
+    return "bf16" if dtype == torch.bfloat16 else "no"
+
+
 _RESUME_FIXED_TRAIN = ("batch_size", "grad_accum", "seed", "epochs", "max_steps", "mixed_precision")
 
 
@@ -65,7 +79,7 @@ class Trainer:
         self.task = task or get_task(config.model.task)
         self.output_dir = Path(train.output_dir)
         self.accelerator = accelerator or Accelerator(
-            mixed_precision=train.mixed_precision,
+            mixed_precision=autocast_for(train.mixed_precision),
             gradient_accumulation_steps=train.grad_accum,
             log_with="tensorboard",
             project_config=ProjectConfiguration(project_dir=str(self.output_dir), logging_dir=str(self.output_dir)),
