@@ -1,13 +1,17 @@
 """Forward time and peak memory of the full SD-1.5-size VPD models (random weights), as ratios.
 
-Every row runs in a fresh process (so peak memory is that row's alone) and is printed next to its ratio to the plain
-fp32 depth-model row of the same run (machines are noisy; only ratios compare across runs). Attention-map capture is
+Every row runs in a fresh process (so peak memory is that row's alone, loading included) and is printed next to its
+ratio to the plain fp32 eager depth-model row of the same run (machines are noisy; only ratios compare across runs).
+The depth model's variants load the same saved random weights (``from_pretrained``, straight into the row's dtype):
+fp32 eager, fp32 compiled (torch.compile; its first call is printed apart), bf16 weights eager and compiled, and bf16
+autocast over fp32 weights; each prints its largest depth difference to the fp32 eager row. Attention-map capture is
 measured on the backbone with the 27 NYU class tokens as context, with capture off and on. The segmentation rows run
 the ADE20K model (150 class tokens, maps on) on a 512x512 image, and its sliding-window test (512 windows, stride 341)
 on a 512x683 image, the size of a typical ADE20K validation image after the official resize.
 
     python benchmarks/backbone.py                       # 480x480, batch 1, CPU
     python benchmarks/backbone.py --device cuda --batch-sizes 1 8 --dtypes fp32 bf16
+    python benchmarks/backbone.py --skip-capture --skip-semantic --no-compile   # the precision rows only
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -33,6 +39,8 @@ class Row:
     batch: int
     capture: bool = False
     hw: tuple[int, int] | None = None  # the image size, when not --size square
+    weights: str = "fp32"  # the depth model's stored dtype (fp32, bf16, fp16), loaded from the saved model
+    compiled: bool = False
 
 
 def peak_gib(device: str) -> float:
@@ -58,13 +66,16 @@ def timed(fn: Callable[[], object], device: str, repeats: int) -> float:
     return statistics.median(times)
 
 
-def run_row(row: Row, size: int, device: str, repeats: int, threads: int) -> tuple[float, float]:
-    """Builds the row's model in this (fresh) process and measures it: (seconds, peak GiB)."""
+def run_row(
+    row: Row, size: int, device: str, repeats: int, threads: int, saved: str
+) -> tuple[float, float, float | None, torch.Tensor | None]:
+    """Builds the row's model in this (fresh) process (the depth model from ``saved``) and measures it: (seconds,
+    peak GiB, seconds of the first, compiling call or None, the depth map or None)."""
     import dataclasses
 
     from vpd.data.classes import NYU_SCENE_CLASSES
     from vpd.modeling.backbone import BackboneConfig, VPDBackbone
-    from vpd.modeling.depth import VPDDepth, VPDDepthConfig
+    from vpd.modeling.depth import VPDDepth
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -83,11 +94,17 @@ def run_row(row: Row, size: int, device: str, repeats: int, threads: int) -> tup
             return predict_segmentation(model, images, slide)
 
     elif row.model == "depth":
-        model: torch.nn.Module = VPDDepth(VPDDepthConfig()).to(device).eval()
+        from vpd.inference.compiled import compile_model
+        from vpd.runtime import torch_dtypes
+
+        weights = torch_dtypes()[row.weights]
+        model: torch.nn.Module = VPDDepth.from_pretrained(saved, device=device, dtype=weights).eval()
+        images = images.to(weights)
         ids = torch.zeros(row.batch, dtype=torch.long)
+        run = compile_model(model) if row.compiled else model
 
         def forward() -> object:
-            return model(images, ids).depth
+            return run(images, ids).depth
 
     else:
         config = BackboneConfig(class_names=NYU_SCENE_CLASSES, conditioning="classes")
@@ -103,8 +120,15 @@ def run_row(row: Row, size: int, device: str, repeats: int, threads: int) -> tup
         with torch.inference_mode(), torch.autocast(device_type, dtype=dtype) if dtype else nullcontext():
             return forward()
 
+    first = None
+    if row.compiled:
+        tic = time.perf_counter()
+        call()
+        first = time.perf_counter() - tic
     seconds = timed(call, device, repeats)
-    return seconds, peak_gib(device)
+    output = call()
+    depth = output.float().cpu() if row.model == "depth" else None  # type: ignore[union-attr]
+    return seconds, peak_gib(device), first, depth
 
 
 def emulated_ratio(dtype: torch.dtype, size: int = 512) -> float:
@@ -114,25 +138,14 @@ def emulated_ratio(dtype: torch.dtype, size: int = 512) -> float:
     return timed(lambda: b @ b, "cpu", 1) / timed(lambda: a @ a, "cpu", 3)
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        import platform
+def cpu_line() -> str:
+    """The CPU, torch's CPU capability and the CPU's bf16 matrix units (vpd.runtime reads them from the CPU flags)."""
+    from vpd.runtime import cpu_bf16_units, cpu_name
 
-        return platform.processor() or "unknown"
-
-
-def bf16_units() -> str:
-    """Whether this CPU has bf16 matrix units (AMX / AVX512-BF16), from its flags."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next(line for line in f if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return "bf16 units unknown"
-    found = [name for name in ("amx_bf16", "avx512_bf16") if name in flags]
-    return f"bf16 units: {', '.join(found)}" if found else "no bf16 units (AVX2-class)"
+    units = cpu_bf16_units()
+    bf16 = f"bf16 units: {units}" if units else "no bf16 matrix units (AMX / AVX512-BF16)"
+    capability = torch.backends.cpu.get_cpu_capability()
+    return f"CPU: {cpu_name()}; torch {torch.__version__}, CPU capability {capability}; {bf16}"
 
 
 def main() -> None:
@@ -145,6 +158,7 @@ def main() -> None:
     parser.add_argument("--skip-capture", action="store_true", help="skip the attention-map capture rows")
     parser.add_argument("--skip-semantic", action="store_true", help="skip the segmentation rows")
     parser.add_argument("--force", action="store_true", help="run bf16/fp16 on CPUs that only emulate them")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
     args = parser.parse_args()
     threads = torch.get_num_threads()
 
@@ -161,7 +175,16 @@ def main() -> None:
                 )
                 dtypes.remove(name)
 
-    rows = [Row(f"depth model {d}", "depth", d, b) for b in args.batch_sizes for d in dtypes]
+    rows = []
+    for b in args.batch_sizes:
+        rows.append(Row("depth fp32 eager", "depth", "fp32", b))
+        if not args.no_compile:
+            rows.append(Row("depth fp32 compiled", "depth", "fp32", b, compiled=True))
+        for d in dtypes[1:]:
+            rows.append(Row(f"depth {d} weights eager", "depth", "fp32", b, weights=d))
+            if not args.no_compile:
+                rows.append(Row(f"depth {d} weights compiled", "depth", "fp32", b, weights=d, compiled=True))
+            rows.append(Row(f"depth {d} autocast (fp32 weights)", "depth", d, b))
     if not args.skip_capture:
         b = args.batch_sizes[0]
         rows += [Row(f"backbone fp32, capture {s}", "backbone", "fp32", b, s == "on") for s in ("off", "on")]
@@ -173,20 +196,37 @@ def main() -> None:
         ]
 
     size = f"{args.size}x{args.size}"
-    print(f"CPU: {cpu_model()}; torch CPU capability {torch.backends.cpu.get_cpu_capability()}; {bf16_units()}")
+    print(cpu_line())
     print(f"VPD depth model at SD-1.5 size (906M parameters), {size}, {args.device}, {threads} threads")
     context = multiprocessing.get_context("spawn")
     results = []
-    for row in rows:
-        with context.Pool(1) as pool:
-            results.append(pool.apply(run_row, (row, args.size, args.device, args.repeats, threads)))
-    base_seconds, base_peak = results[0]
-    print(f"{'run':34s} {'batch':>5s} {'seconds':>8s} {'x fp32':>7s} {'img/s':>7s} {'peak GiB':>9s} {'x fp32':>7s}")
-    for row, (seconds, peak) in zip(rows, results):
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = str(Path(tmp) / "depth")
+        with context.Pool(1) as pool:  # the random weights every depth row loads, saved once
+            pool.apply(save_depth_model, (saved,))
+        for row in rows:
+            with context.Pool(1) as pool:
+                results.append(pool.apply(run_row, (row, args.size, args.device, args.repeats, threads, saved)))
+    base_seconds, base_peak, _, base_depth = results[0]
+    header = f"{'run':38s} {'batch':>5s} {'seconds':>8s} {'x fp32':>7s} {'img/s':>7s} {'peak GiB':>9s} {'x fp32':>7s}"
+    print(f"{header} {'max |d - fp32| m':>17s} {'1st call s':>10s}")
+    for row, (seconds, peak, first, depth) in zip(rows, results):
+        error = f"{(depth - base_depth).abs().max().item():17.2g}" if depth is not None else f"{'':17s}"
         print(
-            f"{row.label:34s} {row.batch:5d} {seconds:8.2f} {seconds / base_seconds:7.2f} {row.batch / seconds:7.2f}"
-            f" {peak:9.2f} {peak / base_peak:7.2f}"
+            f"{row.label:38s} {row.batch:5d} {seconds:8.2f} {seconds / base_seconds:7.2f} {row.batch / seconds:7.2f}"
+            f" {peak:9.2f} {peak / base_peak:7.2f} {error} {'' if first is None else f'{first:10.1f}'}"
         )
+
+
+def save_depth_model(folder: str) -> None:
+    from vpd.modeling.depth import VPDDepth, VPDDepthConfig
+
+    torch.manual_seed(0)
+    model = VPDDepth(VPDDepthConfig())
+    for module in model.head.modules():  # PyTorch's default init, not VPD's N(0, 0.001): depths that vary, so the
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):  # error column means something
+            module.reset_parameters()
+    model.save_pretrained(folder)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from contextlib import nullcontext
 
 import torch
 
-from backbone import AUTOCAST, bf16_units, cpu_model, emulated_ratio, peak_gib, timed
+from backbone import AUTOCAST, cpu_line, emulated_ratio, peak_gib, timed
 
 
 def vpd_depth(size: int, device: str, dtype: str, repeats: int, threads: int) -> dict[str, float]:
@@ -79,7 +79,7 @@ def main() -> None:
             if ratio > 4:
                 print(f"{name} skipped: a {name} GEMM is {ratio:.0f}x slower than fp32 on this CPU (--force runs it)")
                 dtypes.remove(name)
-    print(f"CPU: {cpu_model()}; torch CPU capability {torch.backends.cpu.get_cpu_capability()}; {bf16_units()}")
+    print(cpu_line())
     context = multiprocessing.get_context("spawn")
     with context.Pool(1) as pool:
         base = pool.apply(vpd_depth, (args.vpd_size, args.device, "fp32", args.repeats, threads))

@@ -160,3 +160,11 @@ def test_compiled_predictor_matches_eager(model_dir: Path, capsys: pytest.Captur
     assert ("compiling without weight freezing" in err) == (not freezing_is_exact())
     np.testing.assert_allclose(compiled(image, flip=True).depth, expected, rtol=0, atol=1e-4)
     assert "vpd: compiled" not in capsys.readouterr().err  # the same size: no second compile
+
+
+def test_lean_reading_refuses_a_truncated_file(model_dir: Path, tmp_path: Path) -> None:
+    data = (model_dir / "model.safetensors").read_bytes()
+    cut = tmp_path / "model.safetensors"
+    cut.write_bytes(data[: len(data) - 100])
+    with pytest.raises(ValueError, match=r"model\.safetensors: incomplete or corrupt safetensors file"):
+        read_safetensors(cut, dtype=torch.bfloat16)

@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -198,16 +198,51 @@ def read_safetensors(
     try:
         if dtype is None:
             return dict(load_file(str(path), device=str(device)))
+        with safe_open(str(path), framework="pt") as f:  # checks the header (the data is not touched)
+            keys = set(f.keys())
         state = {}
-        with safe_open(str(path), framework="pt", device=str(device)) as f:
-            for key in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
-                tensor = f.get_tensor(key)
-                wanted = dtype.get(key) if isinstance(dtype, Mapping) else dtype
-                state[key] = tensor.to(wanted) if wanted is not None and tensor.is_floating_point() else tensor
+        for key, tensor in _read_tensors(path):
+            wanted = dtype.get(key) if isinstance(dtype, Mapping) else dtype
+            state[key] = (tensor.to(wanted) if wanted is not None and tensor.is_floating_point() else tensor).to(device)
+        if set(state) != keys:
+            raise ValueError(f"the header lists {len(keys)} tensors, {len(state)} were read")
         return state
     except Exception as err:  # SafetensorError (truncated header/data), OSError, ... : one line, not a traceback
         reason = first_line(err)
         raise ValueError(f"{path}: incomplete or corrupt safetensors file ({reason}); fetch or save it again") from None
+
+
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64,
+    "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
+}  # fmt: skip
+
+
+def _read_tensors(path: str | os.PathLike[str]) -> Iterator[tuple[str, torch.Tensor]]:
+    """The tensors of a ``.safetensors`` file one at a time, read with plain file reads.
+
+    safetensors' own readers map the whole file: every page they touch counts in the process's resident memory
+    until the file is closed, so casting a checkpoint on the way in would still hold all of its float32 bytes. Read
+    here, one float32 tensor at a time is the most there ever is beside the cast model.
+    """
+    with open(path, "rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(size))
+        start = 8 + size
+        for key, info in header.items():
+            if key == "__metadata__":
+                continue
+            dtype = _SAFETENSORS_DTYPES[info["dtype"]]
+            tensor = torch.empty(info["shape"], dtype=dtype)
+            begin, end = info["data_offsets"]
+            if end - begin != tensor.numel() * tensor.element_size():
+                raise ValueError(f"{key}: {end - begin} bytes for shape {info['shape']} {info['dtype']}")
+            if tensor.numel():
+                f.seek(start + begin)
+                buffer: Any = tensor.view(-1).view(torch.uint8).numpy()  # the tensor's own bytes
+                if f.readinto(buffer) != end - begin:
+                    raise ValueError(f"{key}: the file ends inside its data")
+            yield key, tensor
 
 
 def resolve_checkpoint(
