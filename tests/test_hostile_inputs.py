@@ -390,6 +390,8 @@ CASES = [
          r"--resample applies to onestep models"),
     Case("predict-resample-unknown", lambda w: predict(w, "--resample", "cubic"), 2,
          r"--resample: expected IN or IN,OUT from nearest, nearest-exact, bilinear, bicubic, area, got 'cubic'"),
+    Case("predict-dtype-unknown", lambda w: predict(w, "--dtype", "fp64"), 2,
+         r"--dtype: invalid choice: 'fp64' \(choose from 'auto', 'fp32', 'bf16', 'fp16'\)"),
     # --- vpd convert
     Case("convert-zero-byte", checkpoint_file(lambda p, w: p.write_bytes(b"")), 2, r"bad\.pth: empty file"),
     Case("convert-pickle-zip", checkpoint_file(lambda p, w: torch.save({"model": Evil()}, p)), 2,

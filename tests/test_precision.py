@@ -53,7 +53,12 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return VPDDepth(tiny_vpd_depth_config()).save_pretrained(tmp_path_factory.mktemp("precision") / "tiny")
 
 
-def test_predictor_auto_is_announced_once(model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_predictor_auto_is_announced_once(
+    model_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vpd.runtime
+
+    monkeypatch.setattr(vpd.runtime, "_ANNOUNCED", set())  # as in a fresh process
     expected, _ = resolve_dtype("auto", "cpu")
     first = DepthPredictor.from_pretrained(model_dir)  # the default: auto
     assert first.dtype == expected

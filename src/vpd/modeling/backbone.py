@@ -255,7 +255,9 @@ class VPDBackbone(nn.Module):
         class_ids = torch.as_tensor(class_ids).long().reshape(-1)
         if class_ids.shape[0] != batch_size:
             raise ValueError(f"class_ids: expected {batch_size} ids, got {class_ids.shape[0]}")
-        if class_ids.device.type == "cpu":  # ids come from the data pipeline on the host: checking costs no sync
+        # ids come from the data pipeline on the host: checking costs no sync (and is left out of compiled graphs,
+        # where reading a value would split the graph)
+        if class_ids.device.type == "cpu" and not torch.compiler.is_compiling():
             num = embeddings.shape[0]
             low, high = int(class_ids.min()), int(class_ids.max())
             if low < -1 or high >= num:
@@ -319,8 +321,8 @@ class VPDBackbone(nn.Module):
         return BackboneOutput(
             features=(features[0], features[1], features[2], features[3]),
             attention_maps=maps,
-            image_size=(int(height), int(width)),
-            padded_size=(int(height + pad_h), int(width + pad_w)),
+            image_size=(height, width),  # ints (symbolic when traced: int() would fix a traced graph's size)
+            padded_size=(height + pad_h, width + pad_w),
         )
 
     def _mean_map(self, layers: list[str], feature: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -99,7 +98,7 @@ class VPDDepthHead(nn.Module):
         """
         height, width = image_size
         x = self.fuse(features)
-        x = x[..., : math.ceil(height / 32), : math.ceil(width / 32)]
+        x = x[..., : -(-height // 32), : -(-width // 32)]  # ceil in integers (symbolic sizes stay exact)
         x = self.conv(self.deconv(x))
         x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
