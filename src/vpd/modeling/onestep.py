@@ -328,6 +328,8 @@ class OneStepModel(PretrainedModel):
         from vpd.modeling.heads.dpt import DPTHead
 
         self.config = config
+        # the scheduler's alpha-bar at the timestep, read once (a constant to traced and exported graphs)
+        self._alpha_cumprod = float(_alphas_cumprod(config.scheduler)[config.timestep])
         self.unet = unet if unet is not None else UNet2DConditionModel(**config.unet)
         self.vae = vae if vae is not None else AutoencoderKL(**config.vae)
         self.dpt_head: nn.Module | None = None
@@ -373,7 +375,7 @@ class OneStepModel(PretrainedModel):
     @property
     def alpha_cumprod(self) -> float:
         """The scheduler's alpha-bar at ``config.timestep`` (what ``"v"`` reads x0 with)."""
-        return float(_alphas_cumprod(self.config.scheduler)[self.config.timestep])
+        return self._alpha_cumprod
 
     def encode(self, images: torch.Tensor, eps: torch.Tensor | None = None, generator: torch.Generator | None = None):
         """``[B, 3, h, w]`` in [0, 1] -> the scaled RGB latent (posterior mean, or a sample for ``"sample"``)."""
@@ -426,7 +428,7 @@ class OneStepModel(PretrainedModel):
         """The predicted target latent from the UNet output (``prediction``)."""
         if self.config.prediction == "sample":
             return output
-        alpha = _alphas_cumprod(self.config.scheduler)[self.config.timestep].to(output.device, output.dtype)
+        alpha = torch.tensor(self._alpha_cumprod, device=output.device, dtype=output.dtype)
         return alpha**0.5 * z_t - (1 - alpha) ** 0.5 * output
 
     def forward(
