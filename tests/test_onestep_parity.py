@@ -182,8 +182,11 @@ def test_marigold_through_diffusers(tmp_path, target):
             ref = expected[f"prediction_{key}"][0]
             ref = ref[..., 0] if target == "depth" else ref
             error = np.abs(out.prediction - ref)
-            if ensemble == 1:
-                assert error.max() <= (1e-4 if target == "depth" else 1e-3), key
+            if ensemble == 1 and target == "depth":
+                assert error.max() <= 1e-4, key
+            elif ensemble == 1:  # unit normals divide by the norm: a few small-norm pixels amplify CPU-dependent
+                # rounding (the fixtures' README: 2.9e-4 across torch versions; 1.4e-3 on an AMX Xeon at one pixel)
+                assert np.quantile(error, 0.999) <= 1e-3 and error.max() <= 5e-3, key
             elif target == "depth":  # the BFGS alignment of the members (the fixtures' README: 1e-2)
                 assert error.max() <= 1e-2, key
             else:  # each pixel takes the member closest to the mean: near-ties may flip (0.13 % of pixels here)

@@ -10,7 +10,7 @@ from typing import NoReturn
 
 from vpd import __version__
 
-COMMANDS = ("train", "eval", "predict", "convert", "export", "demo")
+COMMANDS = ("train", "eval", "predict", "convert", "export", "serve", "demo")
 
 
 class _Parser(argparse.ArgumentParser):

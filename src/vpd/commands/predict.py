@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -372,7 +371,6 @@ def run(args: argparse.Namespace) -> int:
 
     from vpd.data.io import read_image
     from vpd.errors import first_line, is_out_of_memory
-    from vpd.inference.base import fitting_resolution
     from vpd.inference.outputs import foreign_options, writer_for
     from vpd.runtime import resolve_device, resolve_dtype
 
@@ -467,13 +465,10 @@ def run(args: argparse.Namespace) -> int:
                     skip(job, err)
                     continue
                 size = (int(image.shape[0]), int(image.shape[1]))
-                height, width = predictor.processed_size(size, resolution_asked)
-                if height * width <= args.max_pixels:
+                resolution = predictor.resolution_within(size, resolution_asked, args.max_pixels)
+                if resolution == resolution_asked:
                     within.append((job, image))
                     continue
-                resolution = fitting_resolution(size, args.max_pixels)
-                while resolution > 1 and math.prod(predictor.processed_size(size, resolution)) > args.max_pixels:
-                    resolution -= 1  # a predictor that keeps no aspect ratio (referring: a square)
                 fitted = predictor.processed_size(size, resolution)
                 tqdm.write(
                     f"vpd predict: {job.source} is {size[0]}x{size[1]}; predicted at {fitted[0]}x{fitted[1]} "

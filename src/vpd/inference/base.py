@@ -248,6 +248,15 @@ class ImagePredictor:
         """The size an image of ``size`` is processed at (longer side ``resolution``, rounded; 0: unchanged)."""
         return processed_size(size, resolution)
 
+    def resolution_within(self, size: tuple[int, int], resolution: int, max_pixels: int) -> int:
+        """``resolution`` where an image of ``size`` runs within ``max_pixels`` there, else the largest that does."""
+        if math.prod(self.processed_size(size, resolution)) <= max_pixels:
+            return resolution
+        resolution = fitting_resolution(size, max_pixels)
+        while resolution > 1 and math.prod(self.processed_size(size, resolution)) > max_pixels:
+            resolution -= 1  # a predictor that keeps no aspect ratio (referring: a square)
+        return resolution
+
     def preprocess(self, image: torch.Tensor, resolution: int, **options: Any) -> torch.Tensor:
         """``[3, H, W]`` in [0, 1] -> the model's input at ``processed_size`` (bilinear, antialiased); ``options``
         are the call's (what :meth:`run` was given)."""

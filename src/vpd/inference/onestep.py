@@ -303,6 +303,8 @@ class OneStepWriter(Writer):
     options_taken = ("steps", "ensemble_size", "resample")
     suffixes: ClassVar[dict[str, str]] = MAP_SUFFIXES  # after _<target>
     default_formats = ("npy", "png16", "color")
+    preview = "color"
+    download = "png16"
 
     @staticmethod
     def predictor_class() -> type[ImagePredictor]:

@@ -25,6 +25,8 @@ class Writer:
         model_type: the saved models it writes for.
         options: the ``vpd predict`` options (argparse destinations) only this task takes.
         takes_expressions: the predictor is called with ``expressions=`` (one list of sentences per image).
+        preview: the format ``vpd serve`` shows (a colour map or an overlay).
+        download: the format ``vpd serve`` offers to download (the full-precision map or the labels).
     """
 
     task: ClassVar[str]
@@ -33,6 +35,8 @@ class Writer:
     takes_expressions: ClassVar[bool] = False
     suffixes: ClassVar[dict[str, str]]
     default_formats: ClassVar[tuple[str, ...]]
+    preview: ClassVar[str]
+    download: ClassVar[str]
 
     def __init__(self, predictor: ImagePredictor, args: argparse.Namespace) -> None:
         self.predictor = predictor

@@ -235,6 +235,8 @@ class DepthWriter(Writer):
     options_taken = ("scene", "windows", "png_scale", "cmap")
     suffixes: ClassVar[dict[str, str]] = {"png16": "_depth.png", "npy": "_depth.npy", "color": "_depth_color.png"}
     default_formats = ("png16", "npy", "color")
+    preview = "color"
+    download = "png16"
 
     @staticmethod
     def predictor_class() -> type[ImagePredictor]:

@@ -312,6 +312,8 @@ class ReferringWriter(Writer):
     #: per sentence ``k``: ``<stem>_<k><suffix>``
     suffixes: ClassVar[dict[str, str]] = {"mask": "_mask.png", "overlay": "_overlay.png", "prob": "_prob.png"}
     default_formats = ("mask", "overlay", "prob")
+    preview = "overlay"
+    download = "mask"
     #: the index of an image's sentences: ``<stem><INDEX>``
     INDEX = "_expressions.json"
 

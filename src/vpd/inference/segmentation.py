@@ -166,6 +166,8 @@ class SemanticWriter(Writer):
         "probs": "_probs.npy",
     }
     default_formats = ("labels", "color", "overlay")
+    preview = "overlay"
+    download = "labels"
 
     @staticmethod
     def predictor_class() -> type[ImagePredictor]:

@@ -329,7 +329,8 @@ class OneStepModel(PretrainedModel):
 
         self.config = config
         # the scheduler's alpha-bar at the timestep, read once (a constant to traced and exported graphs)
-        self._alpha_cumprod = float(_alphas_cumprod(config.scheduler)[config.timestep])
+        with torch.device("cpu"):  # real numbers even when the model is built on the meta device
+            self._alpha_cumprod = float(_alphas_cumprod(config.scheduler)[config.timestep])
         self.unet = unet if unet is not None else UNet2DConditionModel(**config.unet)
         self.vae = vae if vae is not None else AutoencoderKL(**config.vae)
         self.dpt_head: nn.Module | None = None
