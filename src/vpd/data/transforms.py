@@ -6,9 +6,10 @@ and of resuming. Transforms never write into their input arrays: they return a n
 new memory (never views of the input); arrays a transform does not change (e.g. depth under a photometric one) are
 passed through as the same objects, so no transform may write into an array it received.
 
-Geometric transforms move the image and every dense target alike (targets are resampled with nearest, so invalid
-zeros and labels never blend); photometric ones touch the image only. The
-photometric defaults are albumentations' defaults, which the official VPD/GLPDepth recipe uses unchanged:
+Geometric transforms move the image and every dense target alike (targets are resampled with nearest, so invalid zeros
+and labels never blend); photometric ones touch the image only. Each transform says whether it is ``random`` (whether a
+sample can come out differently from one epoch to the next: what training's latent cache needs to know). The photometric
+defaults are albumentations' defaults, which the official VPD/GLPDepth recipe uses unchanged:
 ``RandomBrightnessContrast()``, ``RandomGamma()``, ``HueSaturationValue()``, each with p = 0.5.
 """
 
@@ -69,6 +70,10 @@ class Compose:
         transforms: callables ``(sample, rng) -> sample``.
     """
 
+    @property
+    def random(self) -> bool:
+        return any(getattr(t, "random", True) for t in self.transforms)  # unknown: assume random
+
     def __init__(self, transforms: Sequence[Transform]) -> None:
         self.transforms = list(transforms)
 
@@ -95,6 +100,8 @@ class RandomCrop:
         ValueError: (on call) the sample is smaller than ``size``.
     """
 
+    random = True
+
     def __init__(self, size: int | Sequence[int]) -> None:
         self.size = _pair(size, "RandomCrop")
 
@@ -119,6 +126,8 @@ class CenterCrop:
     Args:
         size: ``(height, width)`` or one int for a square.
     """
+
+    random = False
 
     def __init__(self, size: int | Sequence[int]) -> None:
         self.size = _pair(size, "CenterCrop")
@@ -146,6 +155,10 @@ class HorizontalFlip:
     Args:
         p: probability of flipping.
     """
+
+    @property
+    def random(self) -> bool:
+        return 0 < self.p < 1
 
     def __init__(self, p: float = 0.5) -> None:
         self.p = p
@@ -178,6 +191,8 @@ class Resize:
     Args:
         size: ``(height, width)`` or one int for a square.
     """
+
+    random = False
 
     def __init__(self, size: int | Sequence[int]) -> None:
         self.size = _pair(size, "Resize")
@@ -220,6 +235,8 @@ class RandomBrightnessContrast:
         p: probability of applying.
     """
 
+    random = True
+
     brightness_limit: float = 0.2
     contrast_limit: float = 0.2
     p: float = 0.5
@@ -251,6 +268,8 @@ class RandomGamma:
         gamma_limit: range of ``100 * gamma`` (albumentations' convention); the default gives gamma in [0.8, 1.2].
         p: probability of applying.
     """
+
+    random = True
 
     gamma_limit: tuple[float, float] = (80.0, 120.0)
     p: float = 0.5
@@ -319,6 +338,8 @@ class HueSaturationValue:
         p: probability of applying.
     """
 
+    random = True
+
     hue_shift_limit: float = 20.0
     sat_shift_limit: float = 30.0
     val_shift_limit: float = 20.0
@@ -372,6 +393,8 @@ class CutDepth:
         max_ratio: the official ``p = 0.75``, the largest strip width as a fraction of the columns right of ``l``.
         max_depth: depth (metres) mapped to 255 (10 for NYU, 80 for KITTI).
     """
+
+    random = True
 
     p: float = 0.25
     max_ratio: float = 0.75

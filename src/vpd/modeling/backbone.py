@@ -12,7 +12,7 @@ processor (see ``attention.py``). The official numerics (wl-zhao/VPD @ 92095ab) 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +25,9 @@ from vpd.modeling.attention import configure_attention_maps, cross_attention_lay
 from vpd.modeling.outputs import BackboneOutput
 from vpd.modeling.stable_diffusion import SD15_UNET_CONFIG, SD_VAE_CONFIG, clean_component_config
 from vpd.modeling.text_adapter import TextAdapter
+
+if TYPE_CHECKING:
+    from vpd.training.latent_cache import LatentCache
 
 Conditioning = Literal["scene", "classes", "text"]
 
@@ -163,6 +166,8 @@ class VPDBackbone(nn.Module):
     class_embeddings: torch.Tensor
     unet: UNet2DConditionModel
     vae: LatentEncoder
+    #: training's opt-in disk cache of the VAE encoder's outputs (:mod:`vpd.training.latent_cache`)
+    latent_cache: LatentCache | None = None
 
     def __init__(
         self, config: BackboneConfig, unet: UNet2DConditionModel | None = None, vae: LatentEncoder | None = None
@@ -223,6 +228,10 @@ class VPDBackbone(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return next(self.unet.parameters()).dtype
+
+    def cached_encoder(self) -> nn.Module:
+        """The frozen module ``latent_cache`` keeps the outputs of."""
+        return self.vae
 
     def enable_gradient_checkpointing(self) -> None:
         self.unet.enable_gradient_checkpointing()
@@ -296,7 +305,7 @@ class VPDBackbone(nn.Module):
         x = x.contiguous()
 
         with torch.no_grad():
-            latents = self.vae(x)
+            latents = self.vae(x) if self.latent_cache is None else self.latent_cache(x, self.vae)
         if self.config.scale_latents:
             latents = latents * self.vae.scaling_factor
         context = self.context(images.shape[0], class_ids, text_embeddings)

@@ -28,13 +28,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from torch import nn
 
 from vpd.configuration import check_range
 from vpd.modeling.hub import PretrainedModel
+
+if TYPE_CHECKING:
+    from vpd.training.latent_cache import LatentCache
 
 #: What a one-step model predicts. ``depth`` and ``disparity`` are affine-invariant maps in [0, 1].
 OneStepTarget = Literal["depth", "disparity", "normals", "matting", "dis"]
@@ -304,6 +307,8 @@ class OneStepModel(PretrainedModel):
     model_type: ClassVar[str] = "onestep"
     config_class: ClassVar[type] = OneStepConfig
     vae_module: ClassVar[str] = "vae"
+    #: training's opt-in disk cache of the VAE encoder's outputs (:mod:`vpd.training.latent_cache`)
+    latent_cache: LatentCache | None = None
     unet: Any  # diffusers.UNet2DConditionModel
     vae: Any  # diffusers.AutoencoderKL
     empty_text_embedding: torch.Tensor
@@ -378,6 +383,10 @@ class OneStepModel(PretrainedModel):
         """The scheduler's alpha-bar at ``config.timestep`` (what ``"v"`` reads x0 with)."""
         return self._alpha_cumprod
 
+    def cached_encoder(self) -> nn.Module:
+        """The frozen module ``latent_cache`` keeps the outputs of (the posterior's moments: sampling stays random)."""
+        return self.vae.encoder
+
     def encode(self, images: torch.Tensor, eps: torch.Tensor | None = None, generator: torch.Generator | None = None):
         """``[B, 3, h, w]`` in [0, 1] -> the scaled RGB latent (posterior mean, or a sample for ``"sample"``)."""
         mean, logvar = self._posterior(images * 2 - 1)
@@ -397,7 +406,8 @@ class OneStepModel(PretrainedModel):
 
     def _posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x`` in [-1, 1] -> the VAE posterior's (mean, log-variance)."""
-        moments = self.vae.encoder(x)
+        encoder = self.vae.encoder
+        moments = encoder(x) if self.latent_cache is None else self.latent_cache(x, encoder)
         if self.vae.quant_conv is not None:
             moments = self.vae.quant_conv(moments)
         mean, logvar = moments.chunk(2, dim=1)

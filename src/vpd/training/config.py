@@ -162,6 +162,8 @@ class OptimConfig:
 class TrainConfig:
     """The loop. ``batch_size`` is global (per optimiser step); each process takes
     ``batch_size / (processes * grad_accum)``, so one recipe runs unchanged on one CPU or many GPUs.
+    ``latent_cache``: a folder where the frozen VAE encoder's outputs are kept, keyed by image content, so that each
+    training image is encoded once (:mod:`vpd.training.latent_cache`); only for augmentation that is not random.
     """
 
     output_dir: str = "runs/vpd"
@@ -178,6 +180,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     resume: bool = True
     progress: bool = True
+    latent_cache: str | None = None
 
     def __post_init__(self) -> None:
         check_range("train.epochs", self.epochs, low=1)

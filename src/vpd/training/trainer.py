@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from vpd.tasks.base import Task
 from vpd.training import schedules
 from vpd.training.config import RunConfig
 from vpd.training.evaluate import EvalResult, eval_mode, evaluate, single_batch, to_device
+from vpd.training.latent_cache import LatentCache
+from vpd.training.latent_cache import attach as attach_latent_cache
 from vpd.training.optim import build_adamw, param_groups, set_lr
 
 CHECKPOINTS = "checkpoints"
@@ -113,6 +116,14 @@ class Trainer:
                 model.load_vae_weights(load_vae(config.model.vae), config.model.vae)
         if train.gradient_checkpointing:
             model.enable_gradient_checkpointing()  # type: ignore[operator]
+        self.latent_caches: list[LatentCache] = []
+        if train.latent_cache:
+            if transform is not None and getattr(transform, "random", True):
+                raise ConfigError(
+                    f"train.latent_cache: the training augmentation {transform!r} changes the images every epoch, so "
+                    "no cached latent would be read again; turn its random parts off or leave the cache off"
+                )
+            self.latent_caches = attach_latent_cache(model, train.latent_cache)
         groups = param_groups(model, config.optim.weight_decay, config.optim.param_rules, config.optim.no_decay)
         optimizer = build_adamw(groups, config.optim.lr, tuple(config.optim.betas))  # type: ignore[arg-type]
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
@@ -211,6 +222,11 @@ class Trainer:
         bar.close()
         seconds = time.perf_counter() - start
         result: dict[str, Any] = {"steps": self.step, "seconds": seconds, "final_loss": last_loss}
+        if self.latent_caches:
+            result["latent_cache"] = {"hits": sum(c.hits for c in self.latent_caches),
+                                      "misses": sum(c.misses for c in self.latent_caches)}  # fmt: skip
+            if self.is_main:
+                print("\n".join(cache.summary() for cache in self.latent_caches), file=sys.stderr)
         if self.val_set is not None:
             result["eval"] = self._evaluate_and_log().metrics
         self.save_checkpoint()
