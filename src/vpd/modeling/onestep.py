@@ -35,6 +35,7 @@ from torch import nn
 
 from vpd.configuration import check_range
 from vpd.modeling.hub import PretrainedModel
+from vpd.modeling.layout import conv_layout
 
 if TYPE_CHECKING:
     from vpd.training.latent_cache import LatentCache
@@ -407,6 +408,7 @@ class OneStepModel(PretrainedModel):
     def _posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x`` in [-1, 1] -> the VAE posterior's (mean, log-variance)."""
         encoder = self.vae.encoder
+        x = conv_layout(x)
         moments = encoder(x) if self.latent_cache is None else self.latent_cache(x, encoder)
         if self.vae.quant_conv is not None:
             moments = self.vae.quant_conv(moments)
@@ -463,7 +465,7 @@ class OneStepModel(PretrainedModel):
             return OneStepOutput(prediction, raw=head)
         output = self.run_unet(sample)
         x0 = self.to_x0(output, z_t)
-        decoded = self.vae.decode(x0 / self.config.latent_scale).sample
+        decoded = self.vae.decode(conv_layout(x0 / self.config.latent_scale)).sample
         return OneStepOutput(decoded_to_map(decoded, self.config.decode), raw=decoded, latent=x0, unet_output=output)
 
     def _up_features(self, sample: torch.Tensor) -> list[torch.Tensor]:
