@@ -60,14 +60,14 @@ def test_transforms_say_whether_they_are_random() -> None:
     assert Compose([lambda sample, rng: sample]).random is True  # a transform that does not say: assumed random
 
 
-def test_attach_refuses_a_trainable_encoder_and_models_without_one(tiny_depth_model: nn.Module) -> None:
-    caches = attach(tiny_depth_model, "unused-folder-never-written")
+def test_attach_refuses_a_trainable_encoder_and_models_without_one(tiny_depth_model: nn.Module, tmp_path: Path) -> None:
+    caches = attach(tiny_depth_model, tmp_path)
     assert len(caches) == 1 and tiny_depth_model.backbone.latent_cache is caches[0]
     tiny_depth_model.backbone.vae.requires_grad_(True)
     with pytest.raises(ConfigError, match="the VAE encoder is being trained"):
-        attach(tiny_depth_model, "unused")
+        attach(tiny_depth_model, tmp_path)
     with pytest.raises(ConfigError, match="a Linear has no frozen encoder"):
-        attach(nn.Linear(2, 2), "unused")
+        attach(nn.Linear(2, 2), tmp_path)
 
 
 ONESTEP = ["model.task=onestep", "model.pretrained=null", "model.architecture=tiny", "model.preset=genpercept",

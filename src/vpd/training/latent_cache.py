@@ -1,13 +1,14 @@
 """An opt-in disk cache of the frozen VAE encoder's outputs for training (``train.latent_cache: FOLDER``).
 
-VPD and the one-step models run every training image through a frozen VAE encoder, which on a CPU costs over half
-of a forward pass. Where the training images are the same every epoch (no random crop, flip or colour change before
-the encoder), its output can be computed once: the cache keys each image by a SHA-256 of its exact input tensor
-(values, shape, dtype) and keeps the encoder's output in ``FOLDER/<encoder fingerprint>/<key>.safetensors``. The
-fingerprint hashes the encoder's weights and dtype, so a changed VAE never reads another's latents, and a key is the
-content itself, so a changed image never reads a stale one. Files are written atomically (several processes may
-share a folder). A model takes part through two members: ``latent_cache`` (None, or the cache its forward consults)
-and ``cached_encoder()`` (the frozen module whose output is cached); :func:`attach` finds them.
+VPD and the one-step models run every training image through a frozen VAE encoder, which on a CPU costs over half of a
+forward pass. Where the training images are the same every epoch (no random crop, flip or colour change before the
+encoder), its output can be computed once: the cache keys each image by a SHA-256 of its exact input tensor (values,
+shape, dtype, and the autocast dtype it is encoded under) and keeps the encoder's output in ``FOLDER/<encoder
+fingerprint>/<key>.safetensors``. The fingerprint hashes the encoder's weights and dtype, so a changed VAE never reads
+another's latents, and a key is the content itself, so a changed image never reads a stale one. Files are written
+atomically (several processes may share a folder). A model takes part through two members: ``latent_cache`` (None, or
+the cache its forward consults) and ``cached_encoder()`` (the frozen module whose output is cached); :func:`attach`
+finds them.
 """
 
 from __future__ import annotations
@@ -43,11 +44,9 @@ class LatentCache:
         """``encode(x)`` for a batch ``x`` ``[B, ...]``, reading the samples seen before from disk."""
         from safetensors.torch import load_file
 
-        paths = [self.folder / f"{_content_key(sample)}.safetensors" for sample in x]
-        outputs: list[torch.Tensor | None] = [None] * len(paths)
-        for i, path in enumerate(paths):
-            if path.is_file():
-                outputs[i] = load_file(path)["latent"]
+        autocast = _autocast_state(x.device.type)
+        paths = [self.folder / f"{_content_key(sample, autocast)}.safetensors" for sample in x]
+        outputs: list[torch.Tensor | None] = [load_file(p)["latent"] if p.is_file() else None for p in paths]
         missing = [i for i, out in enumerate(outputs) if out is None]
         self.hits += len(paths) - len(missing)
         self.misses += len(missing)
@@ -57,10 +56,8 @@ class LatentCache:
             for i, value in zip(missing, computed, strict=True):
                 outputs[i] = value
                 _save_atomic(paths[i], value)
-        reference = computed if missing else None
-        device = reference.device if reference is not None else x.device
-        stacked = torch.stack([out.to(device) for out in outputs if out is not None])
-        return stacked if reference is None else stacked.to(reference.dtype)
+        dtype = next(out.dtype for out in outputs if out is not None)
+        return torch.stack([out.to(x.device, dtype) for out in outputs if out is not None])
 
     def summary(self) -> str:
         total = self.hits + self.misses
@@ -82,8 +79,15 @@ def _bytes(tensor: torch.Tensor) -> bytes:
     return flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
 
 
-def _content_key(sample: torch.Tensor) -> str:
-    digest = hashlib.sha256(f"{tuple(sample.shape)}:{sample.dtype}".encode())
+def _autocast_state(device_type: str) -> str:
+    """What autocast would run the encoder in (an encoding under bf16 autocast is another value than in fp32)."""
+    if torch.is_autocast_enabled(device_type):
+        return str(torch.get_autocast_dtype(device_type))
+    return "off"
+
+
+def _content_key(sample: torch.Tensor, autocast: str) -> str:
+    digest = hashlib.sha256(f"{tuple(sample.shape)}:{sample.dtype}:autocast={autocast}".encode())
     digest.update(_bytes(sample))
     return digest.hexdigest()
 
