@@ -85,6 +85,11 @@ def predict(world, *extra: str, inputs: str | None = None) -> list[str]:
     return ["predict", source, "--model", str(world.model_dir), "-o", str(world.out), "--formats", "png16", *extra]
 
 
+def export(world, *extra: str, model: str | None = None, output: str | None = None) -> list[str]:
+    target = output or str(world.out / "model.onnx")
+    return ["export", model or str(world.model_dir), target, "--height", "64", "--width", "64", *extra]
+
+
 def with_bad_image(name: str, write) -> callable:
     """A folder with the good image and one bad file: the bad one is skipped, the good one predicted."""
 
@@ -392,6 +397,27 @@ CASES = [
          r"--resample: expected IN or IN,OUT from nearest, nearest-exact, bilinear, bicubic, area, got 'cubic'"),
     Case("predict-dtype-unknown", lambda w: predict(w, "--dtype", "fp64"), 2,
          r"--dtype: invalid choice: 'fp64' \(choose from 'auto', 'fp32', 'bf16', 'fp16'\)"),
+    # --- vpd export (refusals come before the slow trace and leave no file)
+    Case("export-not-a-model", lambda w: export(w, model=str(w.inputs)), 2,
+         r"in: not a vpd checkpoint folder \(config\.json missing\)"),
+    Case("export-height-zero", lambda w: export(w, "--height", "0"), 2,
+         r"argument --height: expected an integer >= 8, got 0"),
+    Case("export-size-not-multiple-of-8", lambda w: export(w, "--height", "60"), 2,
+         r"--height / --width: expected positive multiples of 8, got 60x64"),
+    Case("export-dtype-unknown", lambda w: export(w, "--dtype", "bf16"), 2,
+         r"--dtype 'bf16': ONNX export stores one of fp32, fp16"),
+    Case("export-format-unknown", lambda w: export(w, "--format", "tflite"), 2,
+         r"--format 'tflite': expected one of onnx"),
+    Case("export-not-onnx-name", lambda w: export(w, output=str(w.out / "x.txt")), 2, r"x\.txt: expected a \.onnx file name"),
+    # --- vpd serve (refusals come before the page starts)
+    Case("serve-not-a-model", lambda w: ["serve", "--model", str(w.inputs)], 2,
+         r"in: not a vpd checkpoint folder \(config\.json missing\)"),
+    Case("serve-missing-model", lambda w: ["serve", "--model", str(w.root / "nothing")], 2,
+         r"nothing: no such checkpoint folder"),
+    Case("serve-port-out-of-range", lambda w: ["serve", "--model", str(w.model_dir), "--port", "70000"], 2,
+         r"argument --port: expected an integer from 1 to 65535, got 70000"),
+    Case("serve-dtype-unknown", lambda w: ["serve", "--model", str(w.model_dir), "--dtype", "fp64"], 2,
+         r"--dtype: invalid choice: 'fp64'"),
     # --- vpd convert
     Case("convert-zero-byte", checkpoint_file(lambda p, w: p.write_bytes(b"")), 2, r"bad\.pth: empty file"),
     Case("convert-pickle-zip", checkpoint_file(lambda p, w: torch.save({"model": Evil()}, p)), 2,

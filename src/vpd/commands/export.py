@@ -28,13 +28,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from vpd.inference.export import EXPORT_FORMATS, MapGraph, example_inputs, export_onnx, exportable, run_onnx
+    from vpd.inference.export import EXPORT_FORMATS, MapGraph, check_export, example_inputs, export_onnx, run_onnx
     from vpd.modeling.hub import PretrainedModel
 
     if args.format not in EXPORT_FORMATS:
         raise ValueError(f"--format {args.format!r}: expected one of {', '.join(EXPORT_FORMATS)}")
     model = PretrainedModel.from_pretrained(args.model)
-    exportable(model)  # a model that cannot be exported stops here, before the slow trace
+    check_export(model, args.output, height=args.height, width=args.width, dtype=args.dtype)  # before the trace
     print(f"vpd export: tracing {args.model} for {args.height}x{args.width} images")
     start = time.perf_counter()
     path = export_onnx(model, args.output, height=args.height, width=args.width, dtype=args.dtype)

@@ -43,6 +43,7 @@ class ServedModel:
     label: str
     source: str
     writer: type[Writer]
+    defaults: argparse.Namespace  # vpd predict's options at their defaults, what the writer reads
     predictor: ImagePredictor | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -81,7 +82,7 @@ class Server:
             writer = writer_for(source)
             name = Path(source).parent.name + "/" + Path(source).name if Path(source).name == "model" else str(source)
             label = f"{name} ({writer.task})"
-            self.models[label] = ServedModel(label, str(source), writer)
+            self.models[label] = ServedModel(label, str(source), writer, predict_defaults(str(source)))
         self._count = 0
         self._count_lock = threading.Lock()
 
@@ -114,8 +115,7 @@ class Server:
             raise ValueError("a referring model needs a sentence: type what to segment, e.g. 'the chair on the left'")
         start = time.perf_counter()
         predictor = self._predictor(served)
-        args = predict_defaults(served.source)
-        args.cmap = cmap
+        args = argparse.Namespace(**{**vars(served.defaults), "cmap": cmap})
         writer = served.writer(predictor, args)
         formats = served.writer.default_formats
         options = writer.options(formats)

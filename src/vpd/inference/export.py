@@ -33,40 +33,28 @@ EXPORT_DTYPES = ("fp32", "fp16")
 
 
 class MapGraph(nn.Module):
-    """The model with tensors in and one tensor out, as the exported graph runs it."""
+    """The model with tensors in and one tensor out, as the exported graph runs it (the model's ``export_forward``,
+    images and floating inputs in ``dtype``, the map out in float32)."""
 
     def __init__(self, model: nn.Module, dtype: torch.dtype) -> None:
         super().__init__()
-        self.model = model
+        self.model: Any = model
         self.dtype = dtype
-        self.kind = type(model).__name__
 
     def forward(self, images: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
-        """``extra``: a depth model's ``class_ids``, or a sampling one-step model's latent ``noise``."""
-        x = images.to(self.dtype)
-        if self.kind == "VPDDepth":
-            return self.model(x, extra).depth.float()
-        if self.kind == "VPDSemantic":
-            return self.model(x).logits.float()
-        eps = None if extra is None else extra.to(self.dtype)
-        return self.model(x, eps=eps).prediction.float()
+        """``extra``: the graph's second input where the model has one (depth: ``class_ids``; Lotus-D: ``noise``)."""
+        inputs = [images] if extra is None else [images, extra]
+        inputs = [t.to(self.dtype) if t.is_floating_point() else t for t in inputs]
+        return self.model.export_forward(*inputs).float()
 
 
 def exportable(model: nn.Module) -> tuple[list[str], str]:
-    """The graph's input and output names for ``model``; ValueError naming what cannot be exported."""
-    kind = type(model).__name__
-    if kind == "VPDDepth":
-        return ["images", "class_ids"], "depth"
-    if kind == "VPDSemantic":
-        return ["images"], "logits"
-    if kind == "OneStepModel":
-        config: Any = getattr(model, "config", None)
-        if config is not None and config.preset == "marigold":
-            raise ValueError("a Marigold model denoises in several scheduler steps; ONNX export takes one-step models")
-        if config is not None and config.latent_sampling == "sample":
-            return ["images", "noise"], "prediction"
-        return ["images"], "prediction"
-    raise ValueError(f"ONNX export takes depth, semantic and one-step models, not a {kind}")
+    """The graph's input and output names for ``model`` (its ``export_inputs`` / ``export_output``); ValueError
+    naming what cannot be exported."""
+    if not hasattr(model, "export_forward"):
+        raise ValueError(f"ONNX export takes depth, semantic and one-step models, not a {type(model).__name__}")
+    exported: Any = model
+    return list(exported.export_inputs), str(exported.export_output)
 
 
 def example_inputs(model: nn.Module, batch: int, height: int, width: int, seed: int = 0) -> list[torch.Tensor]:
@@ -80,6 +68,24 @@ def example_inputs(model: nn.Module, batch: int, height: int, width: int, seed: 
     if "noise" in inputs:
         example.append(torch.randn(batch, 4, height // 8, width // 8, generator=generator))
     return example
+
+
+def check_export(
+    model: nn.Module, path: str | os.PathLike[str], *, height: int, width: int, dtype: str
+) -> tuple[list[str], str]:
+    """Everything :func:`export_onnx` refuses, checked before its slow trace; returns the graph's input and output
+    names. Raises ValueError (or ImportError without the ``onnx`` extra) naming the problem."""
+    inputs, output = exportable(model)
+    if height < 8 or width < 8 or height % 8 or width % 8:
+        raise ValueError(f"--height / --width: expected positive multiples of 8, got {height}x{width}")
+    if dtype not in EXPORT_DTYPES:
+        raise ValueError(f"--dtype {dtype!r}: ONNX export stores one of {', '.join(EXPORT_DTYPES)}")
+    if Path(path).suffix != ".onnx":
+        raise ValueError(f"{path}: expected a .onnx file name")
+    missing = [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ImportError(f"ONNX export needs {' and '.join(missing)}: pip install 'vpd[onnx]'")
+    return inputs, output
 
 
 def export_onnx(
@@ -96,17 +102,8 @@ def export_onnx(
     Raises:
         ValueError: a model that cannot be exported, a size that is not a positive multiple of 8, an unknown dtype.
     """
-    inputs, output = exportable(model)
-    if height < 8 or width < 8 or height % 8 or width % 8:
-        raise ValueError(f"--height / --width: expected positive multiples of 8, got {height}x{width}")
-    if dtype not in EXPORT_DTYPES:
-        raise ValueError(f"--dtype {dtype!r}: ONNX export stores one of {', '.join(EXPORT_DTYPES)}")
+    inputs, output = check_export(model, path, height=height, width=width, dtype=dtype)
     path = Path(path)
-    if path.suffix != ".onnx":
-        raise ValueError(f"{path}: expected a .onnx file name")
-    missing = [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]
-    if missing:
-        raise ImportError(f"ONNX export needs {' and '.join(missing)}: pip install 'vpd[onnx]'")
     torch_dtype = torch.float16 if dtype == "fp16" else torch.float32
     example = example_inputs(model, 2, height, width)  # a batch above 1, so that the batch stays dynamic
     batch_dim = torch.export.Dim.AUTO

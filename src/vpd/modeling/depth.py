@@ -95,6 +95,13 @@ class VPDDepth(PretrainedModel):
         features = self.backbone(images, class_ids=class_ids)
         return DepthOutput(depth=self.head(features.features, features.image_size))
 
+    #: ONNX export (:mod:`vpd.inference.export`): the graph's inputs and its output
+    export_inputs: ClassVar[tuple[str, ...]] = ("images", "class_ids")
+    export_output: ClassVar[str] = "depth"
+
+    def export_forward(self, images: torch.Tensor, class_ids: torch.Tensor) -> torch.Tensor:
+        return self(images, class_ids).depth
+
 
 def build_vpd_depth(
     config: VPDDepthConfig | None = None,

@@ -444,6 +444,23 @@ class OneStepModel(PretrainedModel):
         alpha = torch.tensor(self._alpha_cumprod, device=output.device, dtype=output.dtype)
         return alpha**0.5 * z_t - (1 - alpha) ** 0.5 * output
 
+    #: ONNX export (:mod:`vpd.inference.export`): the graph's output; its inputs are :attr:`export_inputs`
+    export_output: ClassVar[str] = "prediction"
+
+    @property
+    def export_inputs(self) -> tuple[str, ...]:
+        """The graph's inputs: the images, and the posterior's noise for a model that samples its latent (Lotus-D).
+
+        Raises:
+            ValueError: a Marigold model, which denoises over several scheduler steps.
+        """
+        if self.config.preset == "marigold":
+            raise ValueError("a Marigold model denoises in several scheduler steps; ONNX export takes one-step models")
+        return ("images", "noise") if self.config.latent_sampling == "sample" else ("images",)
+
+    def export_forward(self, images: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        return self(images, eps=noise).prediction
+
     def forward(
         self,
         images: torch.Tensor,

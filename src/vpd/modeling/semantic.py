@@ -90,6 +90,13 @@ class VPDSemantic(PretrainedModel):
     def class_names(self) -> tuple[str, ...]:
         return self.config.backbone.class_names
 
+    #: ONNX export (:mod:`vpd.inference.export`): the graph's inputs and its output
+    export_inputs: ClassVar[tuple[str, ...]] = ("images",)
+    export_output: ClassVar[str] = "logits"
+
+    def export_forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self(images).logits
+
     def forward(self, images: torch.Tensor) -> SegmentationOutput:
         """Segments images.
 
