@@ -38,6 +38,9 @@ def test_referring_demo_end_to_end_small(tmp_path, monkeypatch):
     assert Path(tmp_path / "report.png").stat().st_size > 10_000
     assert (tmp_path / "model" / "config.json").is_file()
     assert (tmp_path / "tiny_clip" / "tokenizer_config.json").is_file()
+    # the frozen VAE encoded each room it saw once, into the demo's latent cache: one file per room (4 training and
+    # 2 validation rooms of 2 sentences each), never one per sentence
+    assert 0 < len(list((tmp_path / "latent_cache").rglob("*.safetensors"))) <= 6
     # the model starts from the VAE the demo pretrained and saved in diffusers' layout (frozen: still equal)
     from diffusers import AutoencoderKL
 

@@ -74,7 +74,7 @@ def start_trainer(
     trainer = Trainer(config)
     if progress:
         print(
-            f"demo: {len(trainer.train_set)} training / {len(trainer.val_set or [])} validation rooms, "
+            f"demo: {len(trainer.train_set)} training / {len(trainer.val_set or [])} validation samples, "
             f"{sum(p.numel() for p in trainer.model.parameters()) / 1e6:.1f}M-parameter {what}, "
             f"{trainer.total_steps} steps"
         )
