@@ -217,7 +217,8 @@ def test_lora_trains_adapters_on_a_frozen_unet_and_saves_them(tmp_path, capsys, 
     model = task.build_model(config, ())
     images = torch.rand(2, 3, 64, 64)
     with torch.no_grad():  # the adapters' up-projections start at zero: the model computes what it did without them
-        torch.testing.assert_close(model(images).raw, plain(images).raw)
+        # (to float order: the wrapped projections can take other kernels; 1.4e-5 seen on an AVX2-only EPYC)
+        torch.testing.assert_close(model(images).raw, plain(images).raw, atol=1e-4, rtol=1e-4)
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n or n.startswith("dpt_head.") for n in trainable)
     assert any(n.startswith("dpt_head.") for n in trainable) == (preset == "genpercept-dpt")
