@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from vpd.demo.common import sets
+
 #: The rooms the demo VAE learns from: a seed no demo trains or evaluates on.
 VAE_ROOMS: dict[str, Any] = {"num_scenes": 400, "height": 96, "width": 128, "seed": 11}
 #: Optimiser steps of the demo VAE's pretraining (batches of 8 random 64x64 windows).
@@ -101,7 +103,7 @@ def _random_crops(images: torch.Tensor, size: int, generator: torch.Generator) -
 def demo_vae_override(output_dir: Path, overrides: Sequence[str], progress: bool) -> list[str]:
     """``["model.vae=<output_dir>/demo_vae"]`` after pretraining the demo VAE there, or nothing when the user's
     ``overrides`` already set ``model.vae`` (their own VAE, or ``model.vae=null`` for a random one)."""
-    if any(o.split("=", 1)[0].strip() == "model.vae" for o in overrides):
+    if sets(overrides, "model.vae"):
         return []
     tic = time.perf_counter()
     rooms = VAE_ROOMS

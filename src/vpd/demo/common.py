@@ -60,6 +60,11 @@ class Stopwatch:
         return {**self.seconds, "total": time.perf_counter() - self.start}
 
 
+def sets(overrides: Sequence[str], key: str) -> bool:
+    """Whether the user's ``KEY=VALUE`` overrides set ``key`` (then a demo leaves that setting to them)."""
+    return any(o.split("=", 1)[0].strip() == key for o in overrides)
+
+
 def start_trainer(
     recipe: str, output_dir: Path, overrides: Sequence[str], what: str, progress: bool
 ) -> tuple[Trainer, nn.Module]:
