@@ -35,6 +35,7 @@ def test_referring_demo_end_to_end_small(tmp_path, monkeypatch):
     assert demo.metrics["largest of category"]["mIoU"] >= demo.metrics["largest object"]["mIoU"] - 1e-9
     report = (tmp_path / "report.html").read_text()
     assert "largest of category" in report and "<svg" in report and report.count("data:image/png") >= 2
+    assert "weighted cross-entropy + 1 x Dice loss" in report  # the recipe's model.dice_loss
     assert Path(tmp_path / "report.png").stat().st_size > 10_000
     assert (tmp_path / "model" / "config.json").is_file()
     assert (tmp_path / "tiny_clip" / "tokenizer_config.json").is_file()

@@ -190,3 +190,39 @@ def test_a_tiny_model_without_a_text_encoder_is_a_config_error(tmp_path: Path) -
     )
     with pytest.raises(ConfigError, match=r"model\.text_encoder"):
         get_task("referring").build_model(config, ())
+
+
+def test_dice_loss_option_adds_the_soft_dice_of_the_object(clip_dir: Path, tmp_path: Path) -> None:
+    """model.dice_loss: the official cross-entropy + w * the batch's mean soft Dice loss of the object probability."""
+    from vpd.configuration import ConfigError
+    from vpd.modeling.losses import dice_loss
+    from vpd.modeling.referring import referring_loss
+
+    task = get_task("referring")
+    overrides = ["model.architecture=tiny", "model.pretrained=null", f"model.text_encoder={clip_dir}",
+                 "model.context_length=8"]  # fmt: skip
+    config = load_run_config("referring_refcoco", [*overrides, "model.dice_loss=0.5"])
+    assert load_run_config("referring_refcoco", overrides).model.dice_loss == 0.0  # the official loss by default
+    torch.manual_seed(0)
+    model = task.build_model(config, ())
+    mask = torch.zeros(2, 64, 64, dtype=torch.long)
+    mask[0, 8:40, 16:48] = 1
+    mask[1, 50:60, 2:12] = 1
+    batch = {"image": torch.rand(2, 3, 64, 64), "mask": mask, "text": ["the man", "dog right"]}
+    total, logs = task.loss(model, batch, config)
+    plain, plain_logs = task.loss(model, batch)
+    assert set(plain_logs) == {"ce"} and set(logs) == {"ce", "dice"}
+    with torch.no_grad():
+        logits = model(batch["image"], expressions=batch["text"]).logits
+        probability = logits.softmax(1)[:, 1]
+        per_sample = [1 - (2 * (p * m).sum() + 1) / (p.sum() + m.sum() + 1) for p, m in zip(probability, mask)]
+        expected = torch.stack(per_sample).mean()
+    torch.testing.assert_close(torch.tensor(logs["dice"]), expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(plain.detach(), referring_loss(logits, mask))
+    torch.testing.assert_close(total.detach(), plain.detach() + 0.5 * expected, rtol=1e-5, atol=1e-6)
+    assert float(dice_loss(mask.float(), mask)) < 1e-6  # a perfect mask costs nothing
+    assert float(dice_loss(torch.zeros(1, 4, 4), torch.zeros(1, 4, 4))) == 0.0  # nor does an empty one, correctly
+    with pytest.raises(ValueError, match="differ"):
+        dice_loss(probability, mask[:, :5])
+    with pytest.raises(ConfigError, match=r"model\.dice_loss"):
+        load_run_config("referring_refcoco", [*overrides, "model.dice_loss=-1"])

@@ -26,6 +26,23 @@ def silog_loss(pred: torch.Tensor, target: torch.Tensor, variance_focus: float =
     return torch.sqrt((diff.pow(2).mean() - variance_focus * diff.mean().pow(2)).clamp_min(1e-12))
 
 
+def dice_loss(probability: torch.Tensor, mask: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """Soft Dice loss, averaged over the batch: per sample ``1 - (2 * sum(p * m) + s) / (sum(p) + sum(m) + s)``.
+
+    It scores each sample's mask as a whole, whatever its size, so a small object weighs as much as a large one
+    (a pixel-mean cross-entropy barely sees a target of a few percent of the image).
+
+    Args:
+        probability: ``[B, ...]`` foreground probability in [0, 1].
+        mask: same shape, 0/1 (or bool) ground truth.
+        smooth: ``s``, keeps an empty mask and an empty prediction at loss 0.
+    """
+    if probability.shape != mask.shape:
+        raise ValueError(f"dice_loss: probability {tuple(probability.shape)} and mask {tuple(mask.shape)} differ")
+    p, m = probability.float().flatten(1), mask.float().flatten(1)
+    return (1.0 - (2.0 * (p * m).sum(1) + smooth) / (p.sum(1) + m.sum(1) + smooth)).mean()
+
+
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     count = mask.sum()
     return (values * mask).sum() / count.clamp_min(1) if count > 0 else values.sum() * 0.0

@@ -66,6 +66,8 @@ def write_referring_report(demo: DemoResult, trainer: Trainer, models: dict[str,
     config = trainer.config
     assert trainer.val_set is not None
     sentences = len(trainer.val_set)
+    dice = float(getattr(config.model, "dice_loss", 0.0))
+    loss_name = f"weighted cross-entropy + {dice:g} x Dice" if dice else "weighted cross-entropy"
     summary = [
         "vpd demo --task referring: VPD referring segmentation on synthetic rooms, CPU, no pretrained weights",
         f"steps {trainer.step}, global batch {config.train.batch_size}, {sentences} held-out sentences, "
@@ -84,7 +86,7 @@ def write_referring_report(demo: DemoResult, trainer: Trainer, models: dict[str,
             table_png(["model", *REFERRING_METRICS], rows, [150, 70, 70, 70], width),
             text_block(notes, width),
             *samples,
-            loss_curve_png(losses, label="training loss (weighted cross-entropy)"),
+            loss_curve_png(losses, label=f"training loss ({loss_name})"),
         ]
     )
     table = "".join(f"<tr><th>{html.escape(r[0])}</th>{''.join(f'<td>{c}</td>' for c in r[1:])}</tr>" for r in rows)
@@ -92,7 +94,7 @@ def write_referring_report(demo: DemoResult, trainer: Trainer, models: dict[str,
     body = f"""<h1>vpd demo: VPD referring segmentation, trained on this CPU</h1>
 <p>A tiny Stable-Diffusion-shaped VPD referring model (random UNet, no downloads; the VAE pretrained first as an
 autoencoder on other rooms, the stand-in for SD's pretrained VAE) with a tiny random CLIP whose
-tokenizer has one token per word of the synthetic grammar, trained with the official weighted cross-entropy to segment
+tokenizer has one token per word of the synthetic grammar, trained with the {html.escape(loss_name)} loss to segment
 the object a sentence names in procedurally rendered rooms ("the red chair", "the nearest lamp", "the sofa next to the
 table"; every sentence names exactly one object in view). Evaluated with the RefCOCO protocol on held-out rooms
 against the untrained model, a baseline that ignores the sentence and picks the largest object, and an oracle that

@@ -26,11 +26,11 @@ _BACKBONE_FIELDS = ("timestep", "scale_latents")
 
 
 def recipe_fields(spec: ModelConfig) -> dict[str, Any]:
-    """The task's architecture fields that the recipe set (not null)."""
+    """The task's architecture fields that the recipe set (not null; its loss weights are no architecture)."""
     return {
         f.name: getattr(spec, f.name)
         for f in dataclasses.fields(spec)
-        if f.name not in _GENERIC and getattr(spec, f.name) is not None
+        if f.name not in _GENERIC and f.name not in spec.loss_fields and getattr(spec, f.name) is not None
     }
 
 

@@ -48,14 +48,22 @@ class ReferringModelConfig(ModelConfig):
         context_length: tokens per expression (40 for RefCOCO / RefCOCO+, 77 for RefCOCOg).
         hidden_channels: decoder width.
         bundle_text_encoder: save a copy of the CLIP inside every saved model folder.
+        dice_loss: training: the weight of a soft Dice term on the object's probability
+            (:func:`vpd.modeling.losses.dice_loss`) added to the official cross-entropy; 0 (the official loss) by
+            default. The CPU demo uses 1: its targets cover a few percent of a room, and within minutes the
+            cross-entropy alone left the masks thin (held-out oIoU 0.40 against 0.46 with the term).
     """
+
+    loss_fields: ClassVar[tuple[str, ...]] = ("dice_loss",)
 
     context_length: int | None = None
     hidden_channels: int | None = None
     bundle_text_encoder: bool | None = None
+    dice_loss: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_range("model.dice_loss", self.dice_loss, low=0)
         check_range("model.context_length", self.context_length, low=1, high=77, optional=True)
         check_range("model.hidden_channels", self.hidden_channels, low=1, optional=True)
 
@@ -186,10 +194,18 @@ class ReferringTask(Task):
     def loss(
         self, model: torch.nn.Module, batch: dict[str, Any], config: RunConfig | None = None
     ) -> tuple[torch.Tensor, dict[str, float]]:
+        from vpd.modeling.losses import dice_loss
         from vpd.modeling.referring import referring_loss
 
-        loss = referring_loss(model(batch["image"], expressions=_texts(batch)).logits, batch["mask"])
-        return loss, {"ce": float(loss.detach())}
+        logits = model(batch["image"], expressions=_texts(batch)).logits
+        loss = referring_loss(logits, batch["mask"])
+        logs = {"ce": float(loss.detach())}
+        weight = cast(ReferringModelConfig, config.model).dice_loss if config is not None else 0.0
+        if weight:
+            dice = dice_loss(logits.float().softmax(1)[:, 1], batch["mask"])
+            logs["dice"] = float(dice.detach())
+            loss = loss + weight * dice
+        return loss, logs
 
     def predict(self, model: torch.nn.Module, batch: dict[str, Any], config: EvalConfig) -> torch.Tensor:
         return cast(torch.Tensor, model(batch["image"], expressions=_texts(batch)).logits)

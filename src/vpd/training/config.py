@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 
@@ -62,7 +62,11 @@ class ModelConfig:
         class_names: the classes; default: the training dataset's.
         class_embeddings: ``"clip"`` or ``"random"``.
         timestep, scale_latents: backbone numerics (null: the official ones, t = 1 and no latent scaling).
+
+    A task's ``loss_fields`` name its fields that weigh training losses (read by its ``loss``), not the architecture.
     """
+
+    loss_fields: ClassVar[tuple[str, ...]] = ()
 
     task: str = "depth"
     pretrained: str | None = "stable-diffusion-v1-5/stable-diffusion-v1-5"
