@@ -226,3 +226,8 @@ def test_dice_loss_option_adds_the_soft_dice_of_the_object(clip_dir: Path, tmp_p
         dice_loss(probability, mask[:, :5])
     with pytest.raises(ConfigError, match=r"model\.dice_loss"):
         load_run_config("referring_refcoco", [*overrides, "model.dice_loss=-1"])
+    # a loss weight is no architecture: fine-tuning a saved model (model.init) with the term is no contradiction
+    saved = model.save_pretrained(tmp_path / "saved")
+    tuned = load_run_config("referring_refcoco", [*overrides, f"model.init={saved}", "model.dice_loss=0.5"])
+    rebuilt = task.build_model(tuned, ())
+    assert all(torch.equal(t, rebuilt.state_dict()[k]) for k, t in model.state_dict().items())

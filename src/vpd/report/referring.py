@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from vpd.report.common import (
 
 if TYPE_CHECKING:
     from vpd.demo import DemoResult
+    from vpd.tasks.referring import ReferringModelConfig
     from vpd.training.trainer import Trainer
 
 
@@ -66,7 +67,7 @@ def write_referring_report(demo: DemoResult, trainer: Trainer, models: dict[str,
     config = trainer.config
     assert trainer.val_set is not None
     sentences = len(trainer.val_set)
-    dice = float(getattr(config.model, "dice_loss", 0.0))
+    dice = cast("ReferringModelConfig", config.model).dice_loss
     loss_name = f"weighted cross-entropy + {dice:g} x Dice" if dice else "weighted cross-entropy"
     summary = [
         "vpd demo --task referring: VPD referring segmentation on synthetic rooms, CPU, no pretrained weights",
