@@ -192,8 +192,6 @@ def test_freezing_is_kept_off_only_the_parts_it_folds_wrongly() -> None:
 def test_compiled_predictor_matches_eager(model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """With weight freezing (``compile_model`` without it is checked on a small model above)."""
     eager = DepthPredictor.from_pretrained(model_dir, dtype="fp32")
-    with pytest.raises(ValueError, match="freeze_weights=True needs compile=True"):
-        DepthPredictor.from_pretrained(model_dir, freeze_weights=True)
     compiled = DepthPredictor.from_pretrained(model_dir, dtype="fp32", compile=True, freeze_weights=True)
     image = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
     expected = eager(image, flip=True).depth

@@ -149,8 +149,6 @@ def test_scene_index_and_bad_options(
     np.testing.assert_array_equal(np.load(out / "a_depth.npy"), np.load(by_name / "a_depth.npy"))  # bedroom is 8
     assert main(["predict", str(tree), "--model", str(model_dir), "-o", str(out), "--formats", "png16,tiff"]) == 2
     assert "tiff is not a depth output" in capsys.readouterr().err
-    assert main(["predict", str(tree), "--model", str(model_dir), "-o", str(out), "--freeze-weights"]) == 2
-    assert "--freeze-weights: needs --compile" in capsys.readouterr().err
     for bad in (["--windows", "0"], ["--batch-size", "x"]):
         with pytest.raises(SystemExit) as exit_info:
             main(["predict", str(tree), "--model", str(model_dir), "-o", str(out), *bad])

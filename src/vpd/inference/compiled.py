@@ -96,8 +96,8 @@ def compile_model(model: nn.Module, *, freeze: bool = False) -> Any:
     cache_dir()
     if not freeze or freezing_is_exact() or not folds_wrongly(model):
         return _compile(model, freezing=freeze)
-    parts = {name: _compile(child, freezing=not folds_wrongly(child)) for name, child in model.named_children()}
     unfrozen = [name for name, child in model.named_children() if folds_wrongly(child)]
+    parts = {name: _compile(child, freezing=name not in unfrozen) for name, child in model.named_children()}
     print(
         f"vpd: weight freezing off for {', '.join(unfrozen)}: torch {torch.__version__} folds BatchNorm into "
         "ConvTranspose2d wrongly (checked on this install); on for the rest",
