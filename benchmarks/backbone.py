@@ -3,12 +3,12 @@
 Every row runs in a fresh process (so peak memory is that row's alone, loading included) and is printed next to its
 ratio to the plain fp32 eager depth-model row of the same run (machines are noisy; only ratios compare across runs). The
 depth model's variants load the same saved random weights (``from_pretrained``, straight into the row's dtype): fp32
-eager, fp32 compiled (torch.compile; its first call is printed apart) without and with weight freezing (where exact:
-``compile_model(freeze=True)``), bf16 weights eager and compiled (both ways), and bf16 autocast over fp32 weights; each
-prints its largest depth difference to the fp32 eager row. Attention-map capture is measured on the backbone with the 27
-NYU class tokens as context, with capture off and on. The segmentation rows run the ADE20K model (150 class tokens, maps
-on) on a 512x512 image, and its sliding-window test (512 windows, stride 341) on a 512x683 image, the size of a typical
-ADE20K validation image after the official resize.
+eager, fp32 eager with Winograd 3x3 convolutions (CPU), fp32 compiled (torch.compile; its first call is printed apart)
+without and with weight freezing (where exact: ``compile_model(freeze=True)``), bf16 weights eager and compiled (both
+ways), and bf16 autocast over fp32 weights; each prints its largest depth difference to the fp32 eager row.
+Attention-map capture is measured on the backbone with the 27 NYU class tokens as context, with capture off and on. The
+segmentation rows run the ADE20K model (150 class tokens, maps on) on a 512x512 image, and its sliding-window test (512
+windows, stride 341) on a 512x683 image, the size of a typical ADE20K validation image after the official resize.
 
     python benchmarks/backbone.py                       # 480x480, batch 1, CPU
     python benchmarks/backbone.py --device cuda --batch-sizes 1 8 --dtypes fp32 bf16
@@ -43,6 +43,7 @@ class Row:
     weights: str = "fp32"  # the depth model's stored dtype (fp32, bf16, fp16), loaded from the saved model
     compiled: bool = False
     frozen: bool = False  # with compiled: inductor's weight freezing where exact (vpd.inference.compiled)
+    winograd: bool = False  # Winograd 3x3 convolutions where they pay (vpd.modeling.winograd), fp32 eager
 
 
 def peak_gib(device: str) -> float:
@@ -103,6 +104,10 @@ def run_row(
         model: torch.nn.Module = VPDDepth.from_pretrained(saved, device=device, dtype=weights).eval()
         images = images.to(weights)
         ids = torch.zeros(row.batch, dtype=torch.long)
+        if row.winograd:
+            from vpd.modeling.winograd import use_winograd
+
+            model = use_winograd(model)[0]
         run = compile_model(model, freeze=row.frozen) if row.compiled else model
 
         def forward() -> object:
@@ -180,6 +185,8 @@ def main() -> None:
     rows = []
     for b in args.batch_sizes:
         rows.append(Row("depth fp32 eager", "depth", "fp32", b))
+        if args.device == "cpu":
+            rows.append(Row("depth fp32 eager, Winograd", "depth", "fp32", b, winograd=True))
         if not args.no_compile:
             rows.append(Row("depth fp32 compiled", "depth", "fp32", b, compiled=True))
             rows.append(Row("depth fp32 compiled, frozen weights", "depth", "fp32", b, compiled=True, frozen=True))

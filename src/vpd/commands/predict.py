@@ -207,6 +207,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "twice the peak memory while compiling)",
     )
     parser.add_argument(
+        "--winograd",
+        action="store_true",
+        help="fp32 on the CPU, without --compile: Winograd 3x3 convolutions on 64x64 to 128x128 inputs (fewer "
+        "multiplications; transformed filters take 4x those layers' weight memory)",
+    )
+    parser.add_argument(
         "--formats",
         metavar="LIST",
         type=_formats,
@@ -373,6 +379,7 @@ def _sentences(args: argparse.Namespace) -> tuple[dict[str, list[str]], list[_Jo
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
+    import torch
     from tqdm import tqdm
 
     from vpd.data.io import read_image
@@ -410,11 +417,20 @@ def run(args: argparse.Namespace) -> int:
                              f"or lines for it in --expressions")  # fmt: skip
     if args.freeze_weights and not args.compile:
         raise ValueError("--freeze-weights: needs --compile (freezing is part of compiling)")
+    if args.winograd and args.compile:
+        raise ValueError("--winograd: not with --compile (Winograd is for eager inference)")
     device = resolve_device(args.device)
     _check_writable(args.output)
-    resolve_dtype(args.dtype, device)  # an unusable precision stops the run before the model loads
+    dtype, _ = resolve_dtype(args.dtype, device)  # an unusable precision stops the run before the model loads
+    if args.winograd and (dtype != torch.float32 or torch.device(device).type != "cpu"):
+        raise ValueError(f"--winograd: fp32 on the CPU only (this run: {str(dtype)[6:]} on {device}; add --dtype fp32)")
     predictor = writer_class.predictor_class().from_pretrained(
-        args.model, device=device, dtype=args.dtype, compile=args.compile, freeze_weights=args.freeze_weights
+        args.model,
+        device=device,
+        dtype=args.dtype,
+        compile=args.compile,
+        freeze_weights=args.freeze_weights,
+        winograd=args.winograd,
     )
     writer = writer_class(predictor, args)
     options = writer.options(formats)
