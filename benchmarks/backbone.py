@@ -4,8 +4,9 @@ Every row runs in a fresh process (so peak memory is that row's alone, loading i
 ratio to the plain fp32 eager depth-model row of the same run (machines are noisy; only ratios compare across runs). The
 depth model's variants load the same saved random weights (``from_pretrained``, straight into the row's dtype): fp32
 eager, fp32 eager with Winograd 3x3 convolutions (CPU), fp32 compiled (torch.compile; its first call is printed apart)
-without and with weight freezing (where exact: ``compile_model(freeze=True)``), bf16 weights eager and compiled (both
-ways), and bf16 autocast over fp32 weights; each prints its largest depth difference to the fp32 eager row.
+without and with weight freezing (where exact: ``compile_model(freeze=True)``), and frozen with Winograd (CPU), bf16
+weights eager and compiled (both ways), and bf16 autocast over fp32 weights; each prints its largest depth difference to
+the fp32 eager row.
 Attention-map capture is measured on the backbone with the 27 NYU class tokens as context, with capture off and on. The
 segmentation rows run the ADE20K model (150 class tokens, maps on) on a 512x512 image, and its sliding-window test (512
 windows, stride 341) on a 512x683 image, the size of a typical ADE20K validation image after the official resize.
@@ -13,6 +14,7 @@ windows, stride 341) on a 512x683 image, the size of a typical ADE20K validation
     python benchmarks/backbone.py                       # 480x480, batch 1, CPU
     python benchmarks/backbone.py --device cuda --batch-sizes 1 8 --dtypes fp32 bf16
     python benchmarks/backbone.py --skip-capture --skip-semantic --no-compile   # the precision rows only
+    python benchmarks/backbone.py --skip-capture --skip-semantic --only Winograd  # the Winograd rows and the baseline
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ class Row:
     weights: str = "fp32"  # the depth model's stored dtype (fp32, bf16, fp16), loaded from the saved model
     compiled: bool = False
     frozen: bool = False  # with compiled: inductor's weight freezing where exact (vpd.inference.compiled)
-    winograd: bool = False  # Winograd 3x3 convolutions where they pay (vpd.modeling.winograd), fp32 eager
+    winograd: bool = False  # Winograd 3x3 convolutions where they pay (vpd.modeling.winograd), fp32 on the CPU
 
 
 def peak_gib(device: str) -> float:
@@ -166,6 +168,9 @@ def main() -> None:
     parser.add_argument("--skip-semantic", action="store_true", help="skip the segmentation rows")
     parser.add_argument("--force", action="store_true", help="run bf16/fp16 on CPUs that only emulate them")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
+    parser.add_argument(
+        "--only", nargs="+", metavar="TEXT", help="only the rows whose label contains one of these (and the baseline)"
+    )
     args = parser.parse_args()
     threads = torch.get_num_threads()
 
@@ -190,6 +195,9 @@ def main() -> None:
         if not args.no_compile:
             rows.append(Row("depth fp32 compiled", "depth", "fp32", b, compiled=True))
             rows.append(Row("depth fp32 compiled, frozen weights", "depth", "fp32", b, compiled=True, frozen=True))
+            if args.device == "cpu":
+                label = "depth fp32 compiled, frozen, Winograd"
+                rows.append(Row(label, "depth", "fp32", b, compiled=True, frozen=True, winograd=True))
         for d in dtypes[1:]:
             rows.append(Row(f"depth {d} weights eager", "depth", "fp32", b, weights=d))
             if not args.no_compile:
@@ -207,6 +215,8 @@ def main() -> None:
             Row("semantic fp32, slide 512x683", "semantic_slide", "fp32", b, hw=(512, 683)),
         ]
 
+    if args.only:
+        rows = [r for i, r in enumerate(rows) if i == 0 or any(text in r.label for text in args.only)]
     size = f"{args.size}x{args.size}"
     print(cpu_line())
     print(f"VPD depth model at SD-1.5 size (906M parameters), {size}, {args.device}, {threads} threads")

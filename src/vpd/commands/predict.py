@@ -209,8 +209,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--winograd",
         action="store_true",
-        help="fp32 on the CPU, without --compile: Winograd 3x3 convolutions on 64x64 to 128x128 inputs (fewer "
-        "multiplications; transformed filters take 4x those layers' weight memory)",
+        help="fp32 on the CPU: Winograd 3x3 convolutions (128+ input channels, 64x64 to 512x512 inputs): fewer "
+        "multiplications; the transformed filters take 4x those layers' weight memory",
     )
     parser.add_argument(
         "--formats",
@@ -417,8 +417,6 @@ def run(args: argparse.Namespace) -> int:
                              f"or lines for it in --expressions")  # fmt: skip
     if args.freeze_weights and not args.compile:
         raise ValueError("--freeze-weights: needs --compile (freezing is part of compiling)")
-    if args.winograd and args.compile:
-        raise ValueError("--winograd: not with --compile (Winograd is for eager inference)")
     device = resolve_device(args.device)
     _check_writable(args.output)
     dtype, _ = resolve_dtype(args.dtype, device)  # an unusable precision stops the run before the model loads

@@ -31,6 +31,7 @@ __all__ = ["ImageInput", "ImagePredictor", "fitting_resolution", "processed_size
 #: torch tensor (uint8 or float in [0, 1]; ``[H, W]`` or ``[1|3, H, W]``).
 ImageInput = Union[str, "os.PathLike[str]", Image.Image, np.ndarray, torch.Tensor]
 
+
 def describe(item: object) -> str:
     if isinstance(item, (np.ndarray, torch.Tensor)):
         return f"{type(item).__name__} of shape {tuple(item.shape)} and dtype {item.dtype}"
@@ -77,7 +78,7 @@ class ImagePredictor:
         winograd: bool = False,
     ) -> None:
         name = type(self).__name__
-        _check_options(name, compile, freeze_weights, winograd)
+        _check_options(name, compile, freeze_weights)
         expected = self.model_class().__name__
         if not isinstance(model, torch.nn.Module):
             hint = f"; to load a saved model from a folder or hub id use {name}.from_pretrained({model!r})"
@@ -124,9 +125,10 @@ class ImagePredictor:
             freeze_weights: with ``compile``, inductor's weight freezing (the weights become constants of the
                 compiled graph, prepacked for the CPU's kernels) on every part of the model where a probe shows it
                 exact on the installed torch: faster on a CPU, but about twice the peak memory while compiling.
-            winograd: run the 3x3 convolutions on 64x64 to 128x128 inputs with Winograd F(4x4, 3x3)
-                (:mod:`vpd.modeling.winograd`): fewer multiplications, 3-10x the direct convolution's rounding
-                error, transformed filters 4x the size of those weights; fp32 on the CPU, not with ``compile``.
+            winograd: run the 3x3 convolutions of at least 128 input channels on 64x64 to 512x512 inputs with
+                Winograd F(4x4, 3x3) (:mod:`vpd.modeling.winograd`): fewer multiplications, 10-50x the direct
+                convolution's rounding error, transformed filters 4x the size of those weights; also with
+                ``compile``; fp32 on the CPU only.
             kwargs: passed to the model's ``from_pretrained`` (``revision``, ``local_files_only``).
 
         Raises:
@@ -135,7 +137,7 @@ class ImagePredictor:
         """
         from vpd.runtime import announce_precision, resolve_dtype
 
-        _check_options(cls.__name__, compile, freeze_weights, winograd)  # before minutes of loading
+        _check_options(cls.__name__, compile, freeze_weights)  # before minutes of loading
         torch_dtype = None
         if dtype is not None:
             torch_dtype, reason = resolve_dtype(dtype, device)
@@ -347,17 +349,14 @@ class ImagePredictor:
         return outputs, sizes, is_batch  # type: ignore[return-value]
 
 
-def _check_options(name: str, compile: bool, freeze_weights: bool, winograd: bool) -> None:
+def _check_options(name: str, compile: bool, freeze_weights: bool) -> None:
     if freeze_weights and not compile:
         raise ValueError(f"{name}: freeze_weights=True needs compile=True (freezing is part of compiling)")
-    if winograd and compile:
-        raise ValueError(f"{name}: winograd=True is for eager inference, not with compile=True (its filters are made "
-                         "on first use)")  # fmt: skip
 
 
 def _with_winograd(name: str, model: torch.nn.Module) -> torch.nn.Module:
     """``model`` with Winograd 3x3 convolutions (a copy sharing its weights), after checking it is fp32 on the CPU."""
-    from vpd.modeling.winograd import MAX_PIXELS, MIN_PIXELS, use_winograd
+    from vpd.modeling.winograd import MAX_PIXELS, MIN_CHANNELS, MIN_PIXELS, use_winograd
 
     weight = next(model.parameters())
     if weight.dtype != torch.float32 or weight.device.type != "cpu":
@@ -365,8 +364,8 @@ def _with_winograd(name: str, model: torch.nn.Module) -> torch.nn.Module:
                          f"{weight.device.type} (use dtype='fp32' on the CPU)")  # fmt: skip
     model, count = use_winograd(model)
     low, high = round(MIN_PIXELS**0.5), round(MAX_PIXELS**0.5)
-    print(f"vpd: Winograd convolutions in {count} 3x3 layers, used on inputs of {low}x{low} to {high}x{high} pixels",
-          file=sys.stderr)  # fmt: skip
+    print(f"vpd: Winograd convolutions in {count} 3x3 layers of {MIN_CHANNELS}+ input channels, used on inputs of "
+          f"{low}x{low} to {high}x{high} pixels", file=sys.stderr)  # fmt: skip
     return model
 
 
