@@ -16,6 +16,15 @@ def tiny_depth_model():
     return build_vpd_depth(tiny_vpd_depth_config(), seed=0).eval()
 
 
+@pytest.fixture(scope="session")
+def tiny_depth_dir(tmp_path_factory):
+    """A tiny depth model saved with ``save_pretrained`` once per session (tests only read it)."""
+    from vpd.modeling.depth import VPDDepth, tiny_vpd_depth_config
+
+    torch.manual_seed(0)
+    return VPDDepth(tiny_vpd_depth_config()).save_pretrained(tmp_path_factory.mktemp("tiny_depth") / "tiny")
+
+
 def make_tiny_clip(hidden_size: int = 32):
     """A tiny CLIP text encoder and a working byte-level tokenizer (every byte is a token; no merges)."""
     from tokenizers.pre_tokenizers import ByteLevel

@@ -16,7 +16,7 @@ from torch import nn
 from reference import images_01, load_io, official_state_dict
 from vpd.convert.vpd_depth import convert_vpd_depth
 from vpd.inference import DepthPredictor
-from vpd.modeling.depth import VPDDepth, tiny_vpd_depth_config
+from vpd.modeling.depth import VPDDepth
 from vpd.modeling.hub import read_safetensors
 from vpd.runtime import cpu_bf16_units, resolve_dtype
 
@@ -48,36 +48,30 @@ def test_asked_precisions() -> None:
         resolve_dtype(torch.float64, "cpu")
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    return VPDDepth(tiny_vpd_depth_config()).save_pretrained(tmp_path_factory.mktemp("precision") / "tiny")
-
-
 def test_predictor_auto_is_announced_once(
-    model_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tiny_depth_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import vpd.runtime
 
     monkeypatch.setattr(vpd.runtime, "_ANNOUNCED", set())  # as in a fresh process
     expected, _ = resolve_dtype("auto", "cpu")
-    first = DepthPredictor.from_pretrained(model_dir)  # the default: auto
+    first = DepthPredictor.from_pretrained(tiny_depth_dir)  # the default: auto
     assert first.dtype == expected
     err = capsys.readouterr().err
     assert err.count("vpd: running in") == 1 and "auto: this CPU" in err
-    DepthPredictor.from_pretrained(model_dir)
+    DepthPredictor.from_pretrained(tiny_depth_dir)
     assert "vpd: running in" not in capsys.readouterr().err  # once per process
-    assert DepthPredictor.from_pretrained(model_dir, dtype=None).dtype == torch.float32  # None: as saved
+    assert DepthPredictor.from_pretrained(tiny_depth_dir, dtype=None).dtype == torch.float32  # None: as saved
 
 
-def test_weights_are_read_straight_into_the_compute_dtype(model_dir: Path) -> None:
-    full = read_safetensors(model_dir / "model.safetensors")
-    lean = read_safetensors(model_dir / "model.safetensors", dtype=torch.bfloat16)
+def test_weights_are_read_straight_into_the_compute_dtype(tiny_depth_dir: Path) -> None:
+    full = read_safetensors(tiny_depth_dir / "model.safetensors")
+    lean = read_safetensors(tiny_depth_dir / "model.safetensors", dtype=torch.bfloat16)
     assert full.keys() == lean.keys()
     for key, tensor in full.items():
         assert lean[key].dtype == (torch.bfloat16 if tensor.is_floating_point() else tensor.dtype), key
         torch.testing.assert_close(lean[key], tensor.to(lean[key].dtype), rtol=0, atol=0)
-    model = VPDDepth.from_pretrained(model_dir, dtype=torch.bfloat16)
+    model = VPDDepth.from_pretrained(tiny_depth_dir, dtype=torch.bfloat16)
     dtypes = {k: v.dtype for k, v in model.state_dict().items() if v.is_floating_point()}
     assert {k for k, v in dtypes.items() if v != torch.bfloat16} == {"head.predict.2.weight", "head.predict.2.bias"}
     assert model.head.predict[2].weight.dtype == torch.float32  # the output layer, read as float32 from the file
@@ -189,10 +183,10 @@ def test_freezing_is_kept_off_only_the_parts_it_folds_wrongly() -> None:
         assert (model(x) - expected).abs().max() == 0  # the model is still the eager one
 
 
-def test_compiled_predictor_matches_eager(model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_compiled_predictor_matches_eager(tiny_depth_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """With weight freezing (``compile_model`` without it is checked on a small model above)."""
-    eager = DepthPredictor.from_pretrained(model_dir, dtype="fp32")
-    compiled = DepthPredictor.from_pretrained(model_dir, dtype="fp32", compile=True, freeze_weights=True)
+    eager = DepthPredictor.from_pretrained(tiny_depth_dir, dtype="fp32")
+    compiled = DepthPredictor.from_pretrained(tiny_depth_dir, dtype="fp32", compile=True, freeze_weights=True)
     image = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
     expected = eager(image, flip=True).depth
     np.testing.assert_allclose(compiled(image, flip=True).depth, expected, rtol=0, atol=1e-4)
@@ -205,8 +199,8 @@ def test_compiled_predictor_matches_eager(model_dir: Path, capsys: pytest.Captur
     assert "vpd: compiled" not in capsys.readouterr().err  # the same size: no second compile
 
 
-def test_lean_reading_refuses_a_truncated_file(model_dir: Path, tmp_path: Path) -> None:
-    data = (model_dir / "model.safetensors").read_bytes()
+def test_lean_reading_refuses_a_truncated_file(tiny_depth_dir: Path, tmp_path: Path) -> None:
+    data = (tiny_depth_dir / "model.safetensors").read_bytes()
     cut = tmp_path / "model.safetensors"
     cut.write_bytes(data[: len(data) - 100])
     with pytest.raises(ValueError, match=r"model\.safetensors: incomplete or corrupt safetensors file"):

@@ -13,7 +13,6 @@ from torch import nn
 
 from vpd.inference import DepthPredictor
 from vpd.modeling import winograd
-from vpd.modeling.depth import VPDDepth, tiny_vpd_depth_config
 from vpd.modeling.winograd import (
     MAX_PIXELS,
     MIN_CHANNELS,
@@ -80,18 +79,12 @@ def test_use_winograd_leaves_the_model_and_its_weights_as_they_were() -> None:
     assert list(fast.state_dict()) == list(model.state_dict())  # the filters are not saved
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    return VPDDepth(tiny_vpd_depth_config()).save_pretrained(tmp_path_factory.mktemp("winograd") / "tiny")
-
-
 def test_predictor_with_winograd_matches_eager(
-    model_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tiny_depth_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)  # the tiny model's convolutions are narrower than the threshold
-    eager = DepthPredictor.from_pretrained(model_dir, dtype="fp32")
-    fast = DepthPredictor.from_pretrained(model_dir, dtype="fp32", winograd=True)
+    eager = DepthPredictor.from_pretrained(tiny_depth_dir, dtype="fp32")
+    fast = DepthPredictor.from_pretrained(tiny_depth_dir, dtype="fp32", winograd=True)
     assert "vpd: Winograd convolutions in" in capsys.readouterr().err
     image = np.random.default_rng(0).integers(0, 256, (128, 96, 3), dtype=np.uint8)
     np.testing.assert_allclose(fast(image, flip=True).depth, eager(image, flip=True).depth, rtol=0, atol=1e-4)
@@ -100,10 +93,10 @@ def test_predictor_with_winograd_matches_eager(
     assert not any(isinstance(m, WinogradConv2d) for m in eager.model.modules())
 
 
-def test_predictor_refuses_winograd_outside_fp32_on_the_cpu(model_dir: Path) -> None:
+def test_predictor_refuses_winograd_outside_fp32_on_the_cpu(tiny_depth_dir: Path) -> None:
     with pytest.raises(ValueError, match=r"DepthPredictor: winograd=True runs fp32 on the CPU only; the model is "
                                          r"bfloat16 on cpu"):  # fmt: skip
-        DepthPredictor.from_pretrained(model_dir, dtype="bf16", winograd=True)
+        DepthPredictor.from_pretrained(tiny_depth_dir, dtype="bf16", winograd=True)
 
 
 @pytest.mark.parametrize("freeze", [False, True])
