@@ -1,12 +1,12 @@
 """Forward time and peak memory of the full SD-1.5-size VPD models (random weights), as ratios.
 
 Every row runs in a fresh process (so peak memory is that row's alone, loading included) and is printed next to its
-ratio to the plain fp32 eager depth-model row of the same run (machines are noisy; only ratios compare across runs). The
-depth model's variants load the same saved random weights (``from_pretrained``, straight into the row's dtype): fp32
-eager, fp32 eager with Winograd 3x3 convolutions (CPU), fp32 compiled (torch.compile; its first call is printed apart)
-without and with weight freezing (where exact: ``compile_model(freeze=True)``), and frozen with Winograd (CPU), bf16
-weights eager and compiled (both ways), and bf16 autocast over fp32 weights; each prints its largest depth difference to
-the fp32 eager row.
+ratio to the plain fp32 eager depth-model row of the same run and batch size (machines are noisy; only ratios compare
+across runs). The depth model's variants load the same saved random weights (``from_pretrained``, straight into the
+row's dtype): fp32 eager, fp32 eager with Winograd 3x3 convolutions (CPU), fp32 compiled (torch.compile; its first call
+is printed apart) without and with weight freezing (where exact: ``compile_model(freeze=True)``), and frozen with
+Winograd (CPU), bf16 weights eager and compiled (both ways), and bf16 autocast over fp32 weights; each prints its
+largest depth difference to the fp32 eager row.
 Attention-map capture is measured on the backbone with the 27 NYU class tokens as context, with capture off and on. The
 segmentation rows run the ADE20K model (150 class tokens, maps on) on a 512x512 image, and its sliding-window test (512
 windows, stride 341) on a 512x683 image, the size of a typical ADE20K validation image after the official resize.
@@ -229,13 +229,15 @@ def main() -> None:
         for row in rows:
             with context.Pool(1) as pool:
                 results.append(pool.apply(run_row, (row, args.size, args.device, args.repeats, threads, saved)))
-    base_seconds, base_peak, _, base_depth = results[0]
+    # each row against the fp32 eager depth row of its batch size (the first one for the backbone / semantic rows)
+    bases = {row.batch: result for row, result in zip(rows, results) if row.label == "depth fp32 eager"}
     header = f"{'run':38s} {'batch':>5s} {'seconds':>8s} {'x fp32':>7s} {'img/s':>7s} {'peak GiB':>9s} {'x fp32':>7s}"
     print(f"{header} {'max |d - fp32| m':>17s} {'1st call s':>10s}")
     for row, (seconds, peak, first, depth) in zip(rows, results):
+        base_seconds, base_peak, _, base_depth = bases.get(row.batch, results[0])
         error = f"{(depth - base_depth).abs().max().item():17.2g}" if depth is not None else f"{'':17s}"
         print(
-            f"{row.label:38s} {row.batch:5d} {seconds:8.2f} {seconds / base_seconds:7.2f} {row.batch / seconds:7.2f}"
+            f"{row.label:38s} {row.batch:5d} {seconds:8.3f} {seconds / base_seconds:7.2f} {row.batch / seconds:7.2f}"
             f" {peak:9.2f} {peak / base_peak:7.2f} {error} {'' if first is None else f'{first:10.1f}'}"
         )
 

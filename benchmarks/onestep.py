@@ -5,7 +5,7 @@ Each model runs in a fresh process (so peak memory is its own); the one-step row
 UNet at t = 1, VAE decoder readout) at the projects' default processing resolution, 768 on the longer side.
 
     python benchmarks/onestep.py                      # 768x768, CPU
-    python benchmarks/onestep.py --size 576 --device cuda --dtypes fp32 bf16
+    python benchmarks/onestep.py --size 576 --device cuda --dtypes fp32 bf16 --batch-sizes 1 8
 """
 
 from __future__ import annotations
@@ -19,18 +19,19 @@ import torch
 from backbone import AUTOCAST, cpu_line, emulated_ratio, peak_gib, timed
 
 
-def vpd_depth(size: int, device: str, dtype: str, repeats: int, threads: int) -> dict[str, float]:
+def vpd_depth(size: int, device: str, dtype: str, repeats: int, threads: int, batch: int) -> dict[str, float]:
     from vpd.modeling.depth import VPDDepth, VPDDepthConfig
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = VPDDepth(VPDDepthConfig()).to(device).eval()
-    images, ids = torch.rand(1, 3, size, size, device=device), torch.zeros(1, dtype=torch.long, device=device)
+    images = torch.rand(batch, 3, size, size, device=device)
+    ids = torch.zeros(batch, dtype=torch.long, device=device)
     total = timed(_autocast(lambda: model(images, ids).depth, device, dtype), device, repeats)
     return {"total": total, "peak": peak_gib(device)}
 
 
-def onestep(size: int, device: str, dtype: str, repeats: int, threads: int) -> dict[str, float]:
+def onestep(size: int, device: str, dtype: str, repeats: int, threads: int, batch: int) -> dict[str, float]:
     from vpd.modeling.onestep import OneStepModel, preset_config
     from vpd.modeling.stable_diffusion import SD21_UNET_CONFIG, SD_VAE_CONFIG
 
@@ -38,8 +39,8 @@ def onestep(size: int, device: str, dtype: str, repeats: int, threads: int) -> d
     torch.manual_seed(0)
     config = preset_config("genpercept", "depth", SD21_UNET_CONFIG, SD_VAE_CONFIG)
     model = OneStepModel(config, empty_text_embedding=torch.randn(1, 2, 1024)).to(device).eval()
-    images = torch.rand(1, 3, size, size, device=device)
-    latent = torch.randn(1, 4, size // 8, size // 8, device=device)
+    images = torch.rand(batch, 3, size, size, device=device)
+    latent = torch.randn(batch, 4, size // 8, size // 8, device=device)
     parts = {
         "encode": lambda: model.encode(images),
         "unet": lambda: model.run_unet(latent),
@@ -69,6 +70,7 @@ def main() -> None:
     parser.add_argument("--dtypes", nargs="+", default=["fp32"], choices=sorted(AUTOCAST))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1])
     parser.add_argument("--force", action="store_true", help="run bf16/fp16 on CPUs that only emulate them")
     args = parser.parse_args()
     threads = torch.get_num_threads()
@@ -81,18 +83,21 @@ def main() -> None:
                 dtypes.remove(name)
     print(cpu_line())
     context = multiprocessing.get_context("spawn")
-    with context.Pool(1) as pool:
-        base = pool.apply(vpd_depth, (args.vpd_size, args.device, "fp32", args.repeats, threads))
-    print(f"baseline: VPD depth fp32 (SD-1.5 size) at {args.vpd_size}x{args.vpd_size}: {base['total']:.2f} s, "
-          f"peak {base['peak']:.2f} GiB")  # fmt: skip
-    print(f"{'one-step (GenPercept, SD-2.1 size)':38s} {'seconds':>8s} {'x VPD':>7s}")
-    for dtype in dtypes:
+    for batch in args.batch_sizes:
         with context.Pool(1) as pool:
-            result = pool.apply(onestep, (args.size, args.device, dtype, args.repeats, threads))
-        for part in ("encode", "unet", "decode", "total"):
-            label = f"{dtype} {args.size}x{args.size} {'VAE ' if part != 'unet' and part != 'total' else ''}{part}"
-            print(f"{label:38s} {result[part]:8.2f} {result[part] / base['total']:7.2f}")
-        print(f"{dtype + ' peak memory (GiB)':38s} {result['peak']:8.2f} {result['peak'] / base['peak']:7.2f}")
+            base = pool.apply(vpd_depth, (args.vpd_size, args.device, "fp32", args.repeats, threads, batch))
+        print(f"baseline: VPD depth fp32 (SD-1.5 size) at {args.vpd_size}x{args.vpd_size}, batch {batch}: "
+              f"{base['total']:.2f} s ({batch / base['total']:.2f} images/s), peak {base['peak']:.2f} GiB")  # fmt: skip
+        print(f"{'one-step (GenPercept, SD-2.1 size)':38s} {'batch':>5s} {'seconds':>8s} {'x VPD':>7s} {'img/s':>7s}")
+        for dtype in dtypes:
+            with context.Pool(1) as pool:
+                result = pool.apply(onestep, (args.size, args.device, dtype, args.repeats, threads, batch))
+            for part in ("encode", "unet", "decode", "total"):
+                label = f"{dtype} {args.size}x{args.size} {'VAE ' if part != 'unet' and part != 'total' else ''}{part}"
+                seconds = result[part]
+                print(f"{label:38s} {batch:5d} {seconds:8.2f} {seconds / base['total']:7.2f} {batch / seconds:7.2f}")
+            peak = f"{result['peak']:8.2f} {result['peak'] / base['peak']:7.2f}"
+            print(f"{dtype + ' peak memory (GiB)':38s} {batch:5d} {peak}")
 
 
 if __name__ == "__main__":
