@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import argparse
 import functools
-import statistics
-import time
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
+from backbone import timed
 from vpd.modeling import winograd
 
 #: (input channels, output channels, side): the depth model's 3x3 stride-1 convolutions at 512x512, then narrow ones.
@@ -26,16 +24,6 @@ SHAPES = [
     (320, 320, 64), (640, 320, 64), (640, 640, 32), (1280, 1280, 16), (1280, 1280, 8), (192, 192, 480),
     (3, 128, 512), (32, 32, 512), (64, 64, 256),
 ]  # fmt: skip
-
-
-def median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -55,8 +43,8 @@ def main() -> None:
             weight = torch.randn(cout, cin, 3, 3, generator=generator) / (3 * cin**0.5)  # outputs of magnitude ~1
             bias = torch.randn(cout, generator=generator)
             filters = winograd.winograd_filter(weight)
-            direct = median_seconds(functools.partial(F.conv2d, x, weight, bias, padding=1), args.repeats)
-            fast = median_seconds(functools.partial(winograd.winograd_conv2d, x, filters, bias), args.repeats)
+            direct = timed(functools.partial(F.conv2d, x, weight, bias, padding=1), "cpu", args.repeats)
+            fast = timed(functools.partial(winograd.winograd_conv2d, x, filters, bias), "cpu", args.repeats)
             expected = F.conv2d(x.double(), weight.double(), bias.double(), padding=1)
             errors = [
                 (out.double() - expected).abs().max().item()

@@ -68,21 +68,19 @@ def winograd_filter(weight: torch.Tensor) -> torch.Tensor:
     return transformed.permute(2, 3, 0, 1).reshape(36, *weight.shape[:2]).to(weight.dtype).contiguous()
 
 
-def winograd_conv2d(
-    x: torch.Tensor, filters: torch.Tensor, bias: torch.Tensor | None, band: int | None = None
-) -> torch.Tensor:
+def winograd_conv2d(x: torch.Tensor, filters: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """The 3x3, stride 1, padding 1 convolution of ``x`` ``[N, C, H, W]`` (H, W divisible by 4) with ``filters`` from
-    :func:`winograd_filter`, in bands of tile rows of about ``band`` tiles (default: :data:`BAND_VALUES` // C, at least
-    :data:`MIN_BAND_TILES`), so that the transformed tiles of a band stay in the CPU's caches."""
+    :func:`winograd_filter`, in bands of tile rows of :data:`BAND_VALUES` // C tiles (at least :data:`MIN_BAND_TILES`),
+    so that the transformed tiles of a band stay in the CPU's caches."""
     n, channels, height, width = x.shape
     out_channels = filters.shape[1]
     rows, cols = height // TILE, width // TILE
-    band_rows = max(1, (band or max(BAND_VALUES // channels, MIN_BAND_TILES)) // cols)
+    band_rows = max(1, max(BAND_VALUES // channels, MIN_BAND_TILES) // cols)
     out = x.new_empty(n, out_channels, height, width)
     add = (bias if bias is not None else x.new_zeros(out_channels)).view(out_channels, 1, 1, 1, 1)
     # a band's input rows with their zero padding of 1, copied into one small buffer (zero columns at both sides)
-    span = TILE * band_rows + 2
-    buffer = x.new_empty(channels, span, width + 2)
+    span, width_p = TILE * band_rows + 2, width + 2
+    buffer = x.new_empty(channels, span, width_p)
     buffer[:, :, 0] = buffer[:, :, -1] = 0
     for i in range(n):
         for first in range(0, rows, band_rows):
@@ -95,7 +93,6 @@ def winograd_conv2d(
             if high < top + TILE * r + 2:
                 buffer[:, high - top : TILE * r + 2] = 0
             # the overlapping 6x6 input tiles of tile rows first..first+r, as [36, C * tiles] (one strided copy)
-            width_p = width + 2
             tiles = buffer.as_strided(
                 (6, 6, channels, r, cols), (width_p, 1, span * width_p, TILE * width_p, TILE)
             ).reshape(36, channels * r * cols)
