@@ -5,8 +5,9 @@ ratio to the plain fp32 eager depth-model row of the same run and batch size (ma
 across runs). The depth model's variants load the same saved random weights (``from_pretrained``, straight into the
 row's dtype): fp32 eager, fp32 eager with Winograd 3x3 convolutions (CPU), fp32 compiled (torch.compile; its first call
 is printed apart) without and with weight freezing (where exact: ``compile_model(freeze=True)``), and frozen with
-Winograd (CPU), bf16 weights eager and compiled (both ways), and bf16 autocast over fp32 weights; each prints its
-largest depth difference to the fp32 eager row.
+Winograd (CPU), bf16 weights eager and compiled (both ways), bf16 weights packed for oneDNN (``pack_weights``, what
+the predictors do on the CPU) eager and compiled (CPU), and bf16 autocast over fp32 weights; each prints its largest
+depth difference to the fp32 eager row.
 Attention-map capture is measured on the backbone with the 27 NYU class tokens as context, with capture off and on. The
 segmentation rows run the ADE20K model (150 class tokens, maps on) on a 512x512 image, and its sliding-window test (512
 windows, stride 341) on a 512x683 image, the size of a typical ADE20K validation image after the official resize.
@@ -46,6 +47,7 @@ class Row:
     compiled: bool = False
     frozen: bool = False  # with compiled: inductor's weight freezing where exact (vpd.inference.compiled)
     winograd: bool = False  # Winograd 3x3 convolutions where they pay (vpd.modeling.winograd), fp32 on the CPU
+    packed: bool = False  # bf16 convolution weights packed for oneDNN in place (vpd.modeling.packed), CPU
 
 
 def peak_gib(device: str) -> float:
@@ -110,6 +112,10 @@ def run_row(
             from vpd.modeling.winograd import use_winograd
 
             model = use_winograd(model)[0]
+        if row.packed:
+            from vpd.modeling.packed import pack_weights
+
+            pack_weights(model)
         run = compile_model(model, freeze=row.frozen) if row.compiled else model
 
         def forward() -> object:
@@ -204,6 +210,11 @@ def main() -> None:
                 rows.append(Row(f"depth {d} weights compiled", "depth", "fp32", b, weights=d, compiled=True))
                 label = f"depth {d} weights compiled, frozen"
                 rows.append(Row(label, "depth", "fp32", b, weights=d, compiled=True, frozen=True))
+            if args.device == "cpu" and d == "bf16":
+                rows.append(Row(f"depth {d} weights eager, packed", "depth", "fp32", b, weights=d, packed=True))
+                if not args.no_compile:
+                    label = f"depth {d} weights compiled, packed"
+                    rows.append(Row(label, "depth", "fp32", b, weights=d, compiled=True, packed=True))
             rows.append(Row(f"depth {d} autocast (fp32 weights)", "depth", d, b))
     if not args.skip_capture:
         b = args.batch_sizes[0]

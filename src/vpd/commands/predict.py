@@ -213,6 +213,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "multiplications; the transformed filters take 4x those layers' weight memory",
     )
     parser.add_argument(
+        "--no-pack-weights",
+        action="store_true",
+        help="bf16 on the CPU: keep the convolution weights in torch's layout, reordered on every call (by default "
+        "they are packed for oneDNN once: faster, same outputs, no more memory)",
+    )
+    parser.add_argument(
         "--formats",
         metavar="LIST",
         type=_formats,
@@ -429,6 +435,7 @@ def run(args: argparse.Namespace) -> int:
         compile=args.compile,
         freeze_weights=args.freeze_weights,
         winograd=args.winograd,
+        pack_weights=False if args.no_pack_weights else None,
     )
     writer = writer_class(predictor, args)
     options = writer.options(formats)

@@ -64,7 +64,7 @@ class VPDDepthHead(nn.Module):
         )
         self.predict = nn.Sequential(
             nn.Conv2d(head_channels, head_channels, 3, padding=1),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),  # full resolution: one map fewer in memory
             Float32Conv2d(head_channels, 1, 3, padding=1),
         )
         self.reset_parameters()
@@ -100,7 +100,12 @@ class VPDDepthHead(nn.Module):
         x = self.fuse(features)
         x = x[..., : -(-height // 32), : -(-width // 32)]  # ceil in integers (symbolic sizes stay exact)
         x = self.conv(self.deconv(x))
-        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-        depth = torch.sigmoid(self.predict(x)) * self.max_depth  # float32 (Float32Conv2d) whatever the model's dtype
+        # the full-resolution map is a temporary here, so that it is freed once self.predict's first layer has run
+        depth = torch.sigmoid(self.predict(upsample_x4(x))) * self.max_depth  # float32 (Float32Conv2d) in any dtype
         return depth[..., :height, :width]
+
+
+def upsample_x4(x: torch.Tensor) -> torch.Tensor:
+    """VPD's two bilinear x2 upsamplings (not one x4: the official numerics)."""
+    x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
