@@ -141,6 +141,7 @@ def test_predictors_pack_bf16_on_the_cpu_by_default(tiny_depth_dir: Path, capsys
     image = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
     np.testing.assert_allclose(packed(image).depth, plain(image).depth, rtol=0, atol=1e-2)
 
+    assert not any(isinstance(m, PackedConv2d) for m in DepthPredictor(plain.model).model.modules())  # not asked
     with pytest.raises(ValueError, match=r"pack_weights=True packs bf16 convolutions on the CPU; the model is fp32"):
         DepthPredictor(fp32.model, pack_weights=True)
     with pytest.raises(ValueError, match=r"pack_weights=True and freeze_weights=True: freezing packs"):

@@ -53,8 +53,8 @@ class ImagePredictor:
         compile: run the model through ``torch.compile`` (see :meth:`from_pretrained`).
         freeze_weights: with ``compile``, inductor's weight freezing where it is exact (see :meth:`from_pretrained`).
         winograd: Winograd 3x3 convolutions where they are faster, fp32 on the CPU only (see :meth:`from_pretrained`).
-        pack_weights: pack the bf16 convolution weights for oneDNN, in place (see :meth:`from_pretrained`); default:
-            on for a bf16 model on the CPU unless ``freeze_weights``.
+        pack_weights: pack the bf16 convolution weights for oneDNN (see :meth:`from_pretrained`); this changes
+            ``model`` in place (it is then for CPU inference only), so a model handed in is packed only when asked.
     """
 
     #: how the output is resized back from the processing resolution (depth: antialiased when shrinking)
@@ -78,7 +78,7 @@ class ImagePredictor:
         compile: bool = False,
         freeze_weights: bool = False,
         winograd: bool = False,
-        pack_weights: bool | None = None,
+        pack_weights: bool = False,
     ) -> None:
         name = type(self).__name__
         _check_options(name, compile, freeze_weights, pack_weights)
@@ -96,7 +96,8 @@ class ImagePredictor:
         self.model = model.eval()
         if winograd:
             self.model = _with_winograd(name, self.model)
-        _with_packed_weights(name, self.model, pack_weights, freeze_weights)
+        if pack_weights:
+            _with_packed_weights(name, self.model)
         self.compiled_sizes: set[tuple[int, ...]] | None = None  # input shapes compiled so far (None: eager)
         if compile:
             from vpd.inference.compiled import compile_model
@@ -152,6 +153,8 @@ class ImagePredictor:
             torch_dtype, reason = resolve_dtype(dtype, device)
             announce_precision(torch_dtype, reason, device)
         model = cls.model_class().from_pretrained(source, device=device, dtype=torch_dtype, **kwargs)
+        if pack_weights is None:  # this predictor owns the model: packed where that pays
+            pack_weights = _packs(model) and not freeze_weights
         return cls(model, compile=compile, freeze_weights=freeze_weights, winograd=winograd, pack_weights=pack_weights)
 
     @property
@@ -366,19 +369,24 @@ def _check_options(name: str, compile: bool, freeze_weights: bool, pack_weights:
                          "choose one")  # fmt: skip
 
 
-def _with_packed_weights(name: str, model: torch.nn.Module, asked: bool | None, freeze_weights: bool) -> None:
-    """Packs ``model``'s bf16 convolutions in place when ``asked`` (None: for a bf16 model on the CPU, unless
-    ``freeze_weights``), after checking that it is one; says how many."""
-    from vpd.modeling.packed import PACKED_DTYPES, pack_weights
+def _packs(model: torch.nn.Module) -> bool:
+    """Whether ``model`` runs in a dtype :mod:`vpd.modeling.packed` packs (bf16) on the CPU."""
+    from vpd.modeling.packed import PACKED_DTYPES
+
+    weight = next(model.parameters())
+    return weight.dtype in PACKED_DTYPES and weight.device.type == "cpu"
+
+
+def _with_packed_weights(name: str, model: torch.nn.Module) -> None:
+    """Packs ``model``'s bf16 convolutions in place, after checking that it is a bf16 model on the CPU; says how
+    many."""
+    from vpd.modeling.packed import pack_weights
     from vpd.runtime import dtype_name
 
     weight = next(model.parameters())
-    fits = weight.dtype in PACKED_DTYPES and weight.device.type == "cpu"
-    if asked and not fits:
+    if not _packs(model):
         raise ValueError(f"{name}: pack_weights=True packs bf16 convolutions on the CPU; the model is "
                          f"{dtype_name(weight.dtype)} on {weight.device.type}")  # fmt: skip
-    if asked is False or not fits or freeze_weights:
-        return
     count = pack_weights(model)
     if count:
         print(f"vpd: {count} convolutions run on weights packed for oneDNN ({dtype_name(weight.dtype)}, CPU)",
