@@ -34,6 +34,10 @@ from vpd.runtime import dtype_name
 #: The dtypes whose convolutions are packed (see the module: fp32 gains nothing).
 PACKED_DTYPES = (torch.bfloat16,)
 
+#: Plain weights freed between two hand-backs of the heap's free pages (each walks the whole heap: tens of ms in a
+#: large process), so packing overshoots the model's memory by at most this much.
+TRIM_BYTES = 64 * 2**20
+
 _NOMINAL_SIZE = 64  # the input size the packing is asked for: oneDNN's weight layout does not depend on it
 
 
@@ -158,11 +162,17 @@ def pack_weights(model: nn.Module) -> int:
     if not torch.backends.mkldnn.is_available():
         return 0
     convolutions = list({id(m): m for m in model.modules() if packable(m)}.values())
+    freed = 0
     for conv in convolutions:
         weight = conv._parameters.pop("weight")
         assert weight is not None
         conv.__class__ = PackedConv2d
         conv._repack(weight)  # type: ignore[operator]
+        freed += weight.numel() * weight.element_size()
         del weight
-        release_freed_memory()  # the plain weight's pages, before the next packed weight takes new ones
+        if freed >= TRIM_BYTES:  # the plain weights' pages, before the next packed weights take new ones
+            release_freed_memory()
+            freed = 0
+    if freed:
+        release_freed_memory()
     return len(convolutions)
