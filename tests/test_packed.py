@@ -17,11 +17,10 @@ from reference import images_01, load_io, official_state_dict
 from vpd.convert.vpd_depth import convert_vpd_depth
 from vpd.inference import DepthPredictor
 from vpd.modeling.float32 import CAST_CHANNELS, Float32Conv2d
-from vpd.modeling.packed import PackedConv2d, pack_weights
+from vpd.modeling.packed import PackedConv2d, pack_weights, packing_supported
 
-pytestmark = pytest.mark.skipif(
-    not (torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()),
-    reason="this CPU / torch build has no oneDNN bf16 convolutions",
+needs_onednn_bf16 = pytest.mark.skipif(
+    not packing_supported(), reason="this CPU / torch build has no oneDNN bf16 convolutions"
 )
 
 
@@ -41,6 +40,7 @@ def convolutions() -> nn.Sequential:
     )
 
 
+@needs_onednn_bf16
 def test_packed_convolutions_give_the_same_outputs_and_free_the_plain_weights() -> None:
     model = convolutions()
     state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -61,6 +61,7 @@ def test_packed_convolutions_give_the_same_outputs_and_free_the_plain_weights() 
     assert pack_weights(model) == 0  # nothing left to pack
 
 
+@needs_onednn_bf16
 def test_packed_convolutions_copy_pickle_load_and_compile() -> None:
     model = convolutions()
     pack_weights(model)
@@ -82,6 +83,7 @@ def test_packed_convolutions_copy_pickle_load_and_compile() -> None:
         model.load_state_dict({k: v for k, v in fresh.state_dict().items() if k != "0.weight"})
 
 
+@needs_onednn_bf16
 def test_packed_convolutions_refuse_what_they_cannot_run() -> None:
     model = convolutions()
     pack_weights(model)
@@ -112,6 +114,7 @@ def test_float32_output_layer_casts_a_few_channels_at_a_time() -> None:
     assert x.grad is not None and conv.weight.grad is not None and conv.bias.grad is not None
 
 
+@needs_onednn_bf16
 def test_packed_bf16_stays_near_the_official_fp32_depth() -> None:
     """The tiny parity fixture's bf16 model, packed, against the official fp32 output: the bounds of the unpacked
     bf16 model (tests/test_precision.py). Against the unpacked model: 0.013 m at most, 0.001 m on average (each
@@ -129,6 +132,7 @@ def test_packed_bf16_stays_near_the_official_fp32_depth() -> None:
     assert moved.max() < 0.03 and moved.mean() < 0.005, (moved.max(), moved.mean())
 
 
+@needs_onednn_bf16
 def test_predictors_pack_bf16_on_the_cpu_by_default(tiny_depth_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     packed = DepthPredictor.from_pretrained(tiny_depth_dir, dtype="bf16")
     assert "convolutions run on weights packed for oneDNN (bf16, CPU)" in capsys.readouterr().err
@@ -148,6 +152,7 @@ def test_predictors_pack_bf16_on_the_cpu_by_default(tiny_depth_dir: Path, capsys
         DepthPredictor(plain.model, compile=True, freeze_weights=True, pack_weights=True)
 
 
+@needs_onednn_bf16
 def test_compiled_predictor_with_packed_weights_matches_eager(tiny_depth_dir: Path) -> None:
     """``compile=True`` in bf16 on the CPU packs the weights too (no freezing): checked against eager, packed."""
     eager = DepthPredictor.from_pretrained(tiny_depth_dir, dtype="bf16")

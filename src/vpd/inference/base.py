@@ -370,23 +370,24 @@ def _check_options(name: str, compile: bool, freeze_weights: bool, pack_weights:
 
 
 def _packs(model: torch.nn.Module) -> bool:
-    """Whether ``model`` runs in a dtype :mod:`vpd.modeling.packed` packs (bf16) on the CPU."""
-    from vpd.modeling.packed import PACKED_DTYPES
+    """Whether ``model`` runs in a dtype :mod:`vpd.modeling.packed` packs (bf16) on a CPU that runs it packed."""
+    from vpd.modeling.packed import PACKED_DTYPES, packing_supported
 
     weight = next(model.parameters())
-    return weight.dtype in PACKED_DTYPES and weight.device.type == "cpu"
+    return weight.dtype in PACKED_DTYPES and weight.device.type == "cpu" and packing_supported()
 
 
 def _with_packed_weights(name: str, model: torch.nn.Module) -> None:
-    """Packs ``model``'s bf16 convolutions in place, after checking that it is a bf16 model on the CPU; says how
-    many."""
+    """Packs ``model``'s bf16 convolutions in place, after checking that it is a bf16 model on a CPU with oneDNN's
+    bf16 convolutions; says how many."""
     from vpd.modeling.packed import pack_weights
     from vpd.runtime import dtype_name
 
     weight = next(model.parameters())
     if not _packs(model):
+        where = "" if weight.device.type != "cpu" else " (this CPU / torch build has no oneDNN bf16 convolutions)"
         raise ValueError(f"{name}: pack_weights=True packs bf16 convolutions on the CPU; the model is "
-                         f"{dtype_name(weight.dtype)} on {weight.device.type}")  # fmt: skip
+                         f"{dtype_name(weight.dtype)} on {weight.device.type}{where}")  # fmt: skip
     count = pack_weights(model)
     if count:
         print(f"vpd: {count} convolutions run on weights packed for oneDNN ({dtype_name(weight.dtype)}, CPU)",

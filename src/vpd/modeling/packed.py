@@ -5,7 +5,7 @@ weights, every eager call reorders them first; for the UNet's 1280-channel layer
 the call (bf16, 2-core Intel Xeon with AMX, torch 2.13: 10.5 ms a call against 3.4 ms on weights packed beforehand;
 640 channels at 32x32: 4.3 against 2.6 ms). Inductor's weight freezing packs them too, but keeps the plain weights
 beside the packed ones (twice the weights' memory). :func:`pack_weights` instead turns each bf16 ``nn.Conv2d`` into a
-:class:`PackedConv2d` in place: its weight is packed (the layout does not depend on the input's size) and the plain
+:class:`PackedConv2d` in place: its weight is packed once for every input size and the plain
 weight is freed, its memory handed back to the operating system, so the model takes no more memory than before. Each
 convolution's output is bitwise that of ``nn.Conv2d`` (the same oneDNN kernels), but comes channels-last even for an
 NCHW input, so the layers after it may round in another order: on the tiny official depth fixture the bf16 model moved
@@ -38,7 +38,14 @@ PACKED_DTYPES = (torch.bfloat16,)
 #: large process), so packing overshoots the model's memory by at most this much.
 TRIM_BYTES = 64 * 2**20
 
-_NOMINAL_SIZE = 64  # the input size the packing is asked for: oneDNN's weight layout does not depend on it
+# the input size the packing is asked for: packed for 64x64 or for the real size, the UNet's 320-1280-channel
+# convolutions ran equally fast at 16x16 to 64x64, so the weights are packed once for every size
+_NOMINAL_SIZE = 64
+
+
+def packing_supported() -> bool:
+    """Whether this torch build and CPU run oneDNN's bf16 convolutions (not on CPUs without AVX512 / AMX)."""
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def _geometry(conv: nn.Conv2d) -> tuple[list[int], list[int], list[int], int]:
@@ -159,7 +166,7 @@ def pack_weights(model: nn.Module) -> int:
     """Packs every :func:`packable` convolution of ``model`` in place (each becomes a :class:`PackedConv2d`, its plain
     weight freed and its memory returned to the system) and returns how many there were. ``model`` is then for
     inference on the CPU only (see the module)."""
-    if not torch.backends.mkldnn.is_available():
+    if not packing_supported():
         return 0
     convolutions = list({id(m): m for m in model.modules() if packable(m)}.values())
     freed = 0
