@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch is imported where it is used: the command line parses its flags without it
@@ -148,3 +151,24 @@ def announce_precision(dtype: torch.dtype, reason: str, device: torch.device | s
         return
     _ANNOUNCED.add(key)
     print(f"vpd: running in {dtype_name(dtype)} on {device} ({reason})", file=sys.stderr)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim`` (None elsewhere): hands freed heap pages back to the operating system."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return None
+
+
+def release_freed_memory() -> None:
+    """Returns the C heap's free pages to the operating system where the C library can (glibc); else nothing.
+
+    Freed tensors of a few MiB land in the heap, not back with the system, and the heap's holes do not always fit
+    what is asked for next: packing weight after weight would take new memory while the old weights' pages stay
+    resident, and a bf16 depth forward left 0.26-0.42 GiB resident after it ended. Walking the heap takes 10-15 ms
+    in a process holding the SD-size depth model (2-core Intel Xeon)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)

@@ -20,16 +20,12 @@ no faster except at 1280 channels, and change the output's layout, which changes
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
-from vpd.runtime import dtype_name
+from vpd.runtime import dtype_name, release_freed_memory
 
 #: The dtypes whose convolutions are packed (see the module: fp32 gains nothing).
 PACKED_DTYPES = (torch.bfloat16,)
@@ -55,25 +51,6 @@ def _geometry(conv: nn.Conv2d) -> tuple[list[int], list[int], list[int], int]:
 def _pack(conv: nn.Conv2d, weight: torch.Tensor) -> torch.Tensor:
     size = [1, conv.in_channels, _NOMINAL_SIZE, _NOMINAL_SIZE]
     return torch.ops.mkldnn._reorder_convolution_weight(weight.detach(), *_geometry(conv), size)
-
-
-@functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim`` (None elsewhere): hands freed heap pages back to the operating system."""
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
-    except (OSError, AttributeError, TypeError):
-        return None
-
-
-def release_freed_memory() -> None:
-    """Returns the C heap's free pages to the operating system where the C library can (glibc); else nothing.
-
-    Freed weights of a few MiB land in the heap, not back with the system: without this, packing weight after weight
-    would take new memory while the old weights' pages stay resident."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
 
 
 class PackedConv2d(nn.Conv2d):
