@@ -183,6 +183,61 @@ def test_freezing_is_kept_off_only_the_parts_it_folds_wrongly() -> None:
         assert (model(x) - expected).abs().max() == 0  # the model is still the eager one
 
 
+def test_compile_parts_compile_apart_and_compiling_hands_memory_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model naming ``compile_parts`` gets each part compiled as a graph of its own (the model itself unchanged, the
+    output as eager); every compilation ends by collecting garbage and trimming the heap, through one callback that
+    is registered once, and again after ``torch.compiler.reset()`` drops it."""
+    from torch._dynamo.callback import callback_handler
+    from torch._dynamo.eval_frame import OptimizedModule
+
+    import vpd.inference.compiled as compiled_module
+
+    class Model(nn.Module):
+        compile_parts = ("body", "head")
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.GroupNorm(2, 8), nn.SiLU())
+            self.head = nn.Conv2d(8, 1, 1)
+            self.scale = nn.Parameter(torch.tensor(2.0))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.body(x)) * self.scale
+
+    released: list[int] = []
+    monkeypatch.setattr(compiled_module, "release_freed_memory", lambda: released.append(1))
+    model = Model().eval()
+    x = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    torch.compiler.reset()
+    with torch.no_grad():
+        expected = model(x)
+        compiled = compiled_module.compile_model(model)
+        compiled_module.compile_model(model)
+        assert callback_handler.end_callbacks.count(compiled_module._release) == 1
+        assert isinstance(compiled.body, OptimizedModule) and isinstance(compiled.head, OptimizedModule)
+        assert type(model.body) is nn.Sequential and type(model.head) is nn.Conv2d
+        assert not released  # nothing compiled yet: torch.compile is lazy
+        torch.testing.assert_close(compiled(x), expected, rtol=0, atol=1e-5)
+        assert len(released) >= 2  # one graph a part, each ending with a release
+        torch.compiler.reset()
+        compiled_module.compile_model(model)
+        assert callback_handler.end_callbacks.count(compiled_module._release) == 1
+        torch.compiler.reset()
+
+
+def test_predictors_hand_freed_memory_back_after_each_batch_on_the_cpu(
+    tiny_depth_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vpd.inference.base as base
+
+    released: list[int] = []
+    monkeypatch.setattr(base, "release_freed_memory", lambda: released.append(1))
+    predictor = DepthPredictor.from_pretrained(tiny_depth_dir, dtype="fp32")
+    images = [np.zeros((32, 48, 3), np.uint8), np.zeros((32, 48, 3), np.uint8), np.zeros((40, 40, 3), np.uint8)]
+    predictor(images, batch_size=2)
+    assert len(released) == 2  # one batch of the two 32x48 images, one of the 40x40 one
+
+
 def test_compiled_predictor_matches_eager(tiny_depth_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """With weight freezing (``compile_model`` without it is checked on a small model above)."""
     eager = DepthPredictor.from_pretrained(tiny_depth_dir, dtype="fp32")

@@ -24,6 +24,7 @@ from PIL import Image
 from vpd.data.io import SIXTEEN_BIT_GRAY_MODES, read_image, sixteen_to_eight
 from vpd.inference.compiled import cache_dir
 from vpd.limits import MAX_MODEL_PIXELS, MAX_PROCESSING_RESOLUTION
+from vpd.runtime import release_freed_memory
 
 __all__ = ["ImageInput", "ImagePredictor", "fitting_resolution", "processed_size"]
 
@@ -357,6 +358,9 @@ class ImagePredictor:
                               f"call at a size; kernels cached in {cache_dir()})", file=sys.stderr)  # fmt: skip
                     for k, i in enumerate(chunk):
                         outputs[i] = self._restore(out[k : k + 1], sizes[i], **options)[0]
+                    del out, batch
+                    if device.type == "cpu":  # the forward's freed maps go back to the system: 10-15 ms a batch
+                        release_freed_memory()
         assert all(o is not None for o in outputs)
         return outputs, sizes, is_batch  # type: ignore[return-value]
 

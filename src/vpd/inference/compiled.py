@@ -9,12 +9,17 @@ pair with freezing on the installed torch and compares it with eager; where it d
 that hold both a ``ConvTranspose`` and a ``BatchNorm`` (:func:`folds_wrongly`: the depth head) compile without
 freezing and the rest (the backbone: VAE encoder, UNet) with it, said in one printed line. The compiled kernels are
 cached on disk (``TORCHINDUCTOR_CACHE_DIR``, default ``~/.cache/vpd/inductor``), so a second process starts faster.
+
+Memory: a model may name ``compile_parts`` to be compiled one graph each (the depth model: backbone, head; its bf16
+peak was 0.10-0.26 GiB lower than as one graph), and every compilation ends by handing the compiler's garbage back
+(:func:`release_after_compiling`).
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import gc
 import os
 import sys
 from pathlib import Path
@@ -22,6 +27,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from vpd.runtime import release_freed_memory
 
 #: Largest difference to eager that counts as exact in the freezing probe (its outputs are O(1)).
 FREEZING_PROBE_TOLERANCE = 1e-4
@@ -91,18 +98,48 @@ def compile_model(model: nn.Module, *, freeze: bool = False) -> Any:
     freezing where it is exact: everywhere when :func:`freezing_is_exact`, else on each top-level part of ``model``
     that does not :func:`folds_wrongly` (one printed line names the parts left unfrozen).
 
-    The model itself is not changed: a split model is a shallow copy (sharing the weights) whose parts are compiled.
+    A model that names its ``compile_parts`` (e.g. :class:`~vpd.modeling.depth.VPDDepth`: backbone, head) has each
+    compiled as a graph of its own, its forward's glue running eagerly between them. Each compilation is followed by
+    :func:`release_after_compiling`. The model itself is not changed: a split model is a shallow copy (sharing the
+    weights) whose parts are compiled.
     """
     cache_dir()
-    if not freeze or freezing_is_exact() or not folds_wrongly(model):
+    release_after_compiling()
+    parts: tuple[str, ...] = getattr(model, "compile_parts", ())
+    exact = not freeze or freezing_is_exact()
+    if not parts and (exact or not folds_wrongly(model)):
         return _compile(model, freezing=freeze)
-    unfrozen = [name for name, child in model.named_children() if folds_wrongly(child)]
-    parts = {name: _compile(child, freezing=name not in unfrozen) for name, child in model.named_children()}
-    print(
-        f"vpd: weight freezing off for {', '.join(unfrozen)}: torch {torch.__version__} folds BatchNorm into "
-        "ConvTranspose2d wrongly (checked on this install); on for the rest",
-        file=sys.stderr,
-    )
+    names = parts or tuple(name for name, _ in model.named_children())
+    unfrozen = [] if exact else [name for name in names if folds_wrongly(model._modules[name])]  # type: ignore[arg-type]
+    compiled = {
+        name: _compile(model._modules[name], freezing=freeze and name not in unfrozen)  # type: ignore[arg-type]
+        for name in names
+    }
+    if unfrozen:
+        print(
+            f"vpd: weight freezing off for {', '.join(unfrozen)}: torch {torch.__version__} folds BatchNorm into "
+            "ConvTranspose2d wrongly (checked on this install); on for the rest",
+            file=sys.stderr,
+        )
     split = copy.copy(model)
-    split._modules = {**model._modules, **parts}  # the copy's own table of parts: the model keeps its own
+    split._modules = {**model._modules, **compiled}  # the copy's own table of parts: the model keeps its own
     return split
+
+
+def release_after_compiling() -> None:
+    """From now on, every compilation in this process ends by collecting the compiler's garbage and handing the
+    heap's free pages back (:func:`vpd.runtime.release_freed_memory`), before the compiled code first runs: the
+    SD-size bf16 depth model (packed, one graph a part) then peaked at 2.55 GiB in its first, compiling call, against
+    2.75 GiB without. A dynamo compile-end callback, registered once (again after ``torch.compiler.reset()``, which
+    drops callbacks); nothing where this torch has no such callbacks."""
+    try:
+        from torch._dynamo.callback import callback_handler
+    except ImportError:
+        return
+    if _release not in getattr(callback_handler, "end_callbacks", ()):
+        callback_handler.register_end_callback(_release)
+
+
+def _release(*_: Any) -> None:
+    gc.collect()
+    release_freed_memory()

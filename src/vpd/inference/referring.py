@@ -38,6 +38,7 @@ from vpd.data.io import write_json_atomic, write_png16_atomic, write_png_atomic
 from vpd.inference.base import ImageInput, ImagePredictor, is_int
 from vpd.inference.outputs import Writer, register_writer
 from vpd.limits import MAX_MODEL_PIXELS
+from vpd.runtime import release_freed_memory
 
 __all__ = ["REFERRING_SIZE", "Expressions", "ReferringPrediction", "ReferringPredictor", "caption"]
 
@@ -231,6 +232,8 @@ class ReferringPredictor(ImagePredictor):
                     else:
                         predictions.append(ReferringPrediction(mask, prob.clone(), sentence, size))
             results.append(predictions)
+            if device.type == "cpu":  # as ImagePredictor.run does after each batch
+                release_freed_memory()
         if one_each:
             flat = [p[0] for p in results]
             return flat if is_batch else flat[0]

@@ -61,6 +61,8 @@ class VPDDepth(PretrainedModel):
 
     model_type: ClassVar[str] = "vpd_depth"
     config_class: ClassVar[type] = VPDDepthConfig
+    # compiled one graph each: the SD-size model in bf16 at 480x480 peaked 0.10-0.26 GiB lower than as one graph
+    compile_parts: ClassVar[tuple[str, ...]] = ("backbone", "head")
     backbone: VPDBackbone
     head: VPDDepthHead
 

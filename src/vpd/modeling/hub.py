@@ -43,6 +43,9 @@ class PretrainedModel(nn.Module):
     pretrained_source: str | None = None
     #: Where the model keeps its Stable Diffusion VAE (a dotted submodule name), for :meth:`load_vae_weights`.
     vae_module: ClassVar[str] = "backbone.vae"
+    #: Children that ``compile=True`` compiles as graphs of their own (each called by the forward as a module);
+    #: empty: the whole model is one graph (see :func:`vpd.inference.compiled.compile_model`).
+    compile_parts: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
